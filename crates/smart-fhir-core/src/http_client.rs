@@ -1,0 +1,180 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// The transport every network-speaking `smart-fhir` crate calls.
+///
+/// Implementations send one request and return the response with its whole body, read up to a
+/// bound. They never follow redirects: the callers decide what a redirect means (token and
+/// discovery requests refuse them; the FHIR client strips credentials on a cross-origin hop).
+///
+/// Per-request settings travel in the request's extensions: [`MaxResponseBytes`] and
+/// [`RequestTimeout`].
+#[async_trait]
+pub trait HttpClient: Send + Sync + fmt::Debug {
+    /// Sends `request` and returns the response.
+    async fn execute(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, HttpError>;
+}
+
+/// A cheaply cloneable, shared [`HttpClient`].
+#[derive(Debug, Clone)]
+pub struct SharedHttpClient(Arc<dyn HttpClient>);
+
+impl SharedHttpClient {
+    /// Wraps a client.
+    pub fn new(client: impl HttpClient + 'static) -> Self {
+        Self(Arc::new(client))
+    }
+
+    /// Wraps an already shared client.
+    pub fn from_arc(client: Arc<dyn HttpClient>) -> Self {
+        Self(client)
+    }
+}
+
+#[async_trait]
+impl HttpClient for SharedHttpClient {
+    async fn execute(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, HttpError> {
+        self.0.execute(request).await
+    }
+}
+
+/// Request extension: the largest response body the caller accepts, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxResponseBytes(pub usize);
+
+/// Request extension: the longest the whole exchange may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestTimeout(pub Duration);
+
+/// What went wrong in the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HttpErrorKind {
+    /// The URL cannot be sent (bad scheme, no host, plain HTTP not allowed).
+    InvalidRequest,
+    /// DNS or TCP connection failure.
+    Connect,
+    /// TLS handshake or certificate failure.
+    Tls,
+    /// The exchange did not finish in time.
+    Timeout,
+    /// The response body exceeded the allowed size.
+    BodyTooLarge,
+    /// The connection broke while sending the request or reading the response.
+    Io,
+    /// Anything else.
+    Other,
+}
+
+impl HttpErrorKind {
+    /// Whether retrying the same request could succeed.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Self::Connect | Self::Timeout | Self::Io)
+    }
+}
+
+/// A transport error. Its message names the host, never the query string (which may carry
+/// patient data) and never a header value.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind_text} ({host}): {message}")]
+pub struct HttpError {
+    kind: HttpErrorKind,
+    kind_text: &'static str,
+    host: String,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl HttpError {
+    /// A new error. `uri` is reduced to its scheme and authority for display.
+    pub fn new(kind: HttpErrorKind, uri: &http::Uri, message: impl Into<String>) -> Self {
+        let host = match (uri.scheme_str(), uri.authority()) {
+            (Some(s), Some(a)) => format!("{s}://{a}"),
+            (_, Some(a)) => a.to_string(),
+            _ => "no host".to_owned(),
+        };
+        let kind_text = match kind {
+            HttpErrorKind::InvalidRequest => "invalid request",
+            HttpErrorKind::Connect => "connection failed",
+            HttpErrorKind::Tls => "TLS failure",
+            HttpErrorKind::Timeout => "timed out",
+            HttpErrorKind::BodyTooLarge => "response body too large",
+            HttpErrorKind::Io => "connection broken",
+            HttpErrorKind::Other => "transport error",
+        };
+        Self {
+            kind,
+            kind_text,
+            host,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause (reachable through `Error::source`, not in `Display`).
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> HttpErrorKind {
+        self.kind
+    }
+
+    /// Whether retrying the same request could succeed.
+    pub fn is_transient(&self) -> bool {
+        self.kind.is_transient()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_display_has_no_path_or_query_p5() {
+        let uri: http::Uri = "https://ehr.example/fhir/Patient?name=Smith&birthdate=1970"
+            .parse()
+            .unwrap();
+        let e = HttpError::new(HttpErrorKind::Timeout, &uri, "after 30 s");
+        let s = e.to_string();
+        assert_eq!(s, "timed out (https://ehr.example): after 30 s");
+        assert!(e.is_transient());
+        assert!(!HttpError::new(HttpErrorKind::BodyTooLarge, &uri, "x").is_transient());
+    }
+
+    #[derive(Debug)]
+    struct Echo;
+
+    #[async_trait]
+    impl HttpClient for Echo {
+        async fn execute(
+            &self,
+            request: http::Request<Bytes>,
+        ) -> Result<http::Response<Bytes>, HttpError> {
+            Ok(http::Response::new(request.into_body()))
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_client_is_object_safe_and_forwards() {
+        let c = SharedHttpClient::new(Echo);
+        let r = c
+            .execute(http::Request::new(Bytes::from_static(b"hi")))
+            .await
+            .unwrap();
+        assert_eq!(r.body().as_ref(), b"hi");
+    }
+}

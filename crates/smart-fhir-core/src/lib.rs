@@ -1,0 +1,47 @@
+//! Foundation types shared by every `smart-fhir` crate.
+//!
+//! * [`secret`]: newtypes for tokens, codes, verifiers and client secrets. Their `Debug` output is
+//!   redacted, they have no `Display`, and their memory is zeroized on drop.
+//! * [`HttpClient`]: the object-safe transport trait that discovery, the OAuth grants and the FHIR
+//!   client call. `smart-fhir-http` implements it on hyper; tests implement it with fakes.
+//! * [`Clock`]: injected time, with [`SystemClock`] and [`FixedClock`].
+//! * [`FhirBaseUrl`]: a normalised FHIR base URL (SC-1.1, SC-1.2, SC-8.1) that refuses plain
+//!   `http://` unless the host is loopback and the caller opted in with [`InsecureHttp::AllowLoopback`].
+//!
+//! ```
+//! use smart_fhir_core::{FhirBaseUrl, InsecureHttp};
+//!
+//! let base = FhirBaseUrl::parse("https://ehr.example/apis/fhir/")?;
+//! assert_eq!(base.as_str(), "https://ehr.example/apis/fhir");
+//! assert_eq!(
+//!     base.smart_configuration_url().as_str(),
+//!     "https://ehr.example/apis/fhir/.well-known/smart-configuration"
+//! );
+//!
+//! // Plain HTTP is refused, unless the host is loopback and the caller says so explicitly.
+//! assert!(FhirBaseUrl::parse("http://127.0.0.1:8080/fhir").is_err());
+//! let dev = FhirBaseUrl::parse_with("http://127.0.0.1:8080/fhir", InsecureHttp::AllowLoopback)?;
+//! assert_eq!(dev.as_str(), "http://127.0.0.1:8080/fhir");
+//! # Ok::<(), smart_fhir_core::UrlError>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod base_url;
+mod clock;
+mod http_client;
+pub mod secret;
+
+pub use base_url::{check_endpoint_url, is_loopback_host, FhirBaseUrl, InsecureHttp, UrlError};
+pub use clock::{Clock, FixedClock, SharedClock, SystemClock};
+pub use http_client::{
+    HttpClient, HttpError, HttpErrorKind, MaxResponseBytes, RequestTimeout, SharedHttpClient,
+};
+pub use secret::{
+    AccessToken, AuthorizationCode, ClientSecret, IdToken, PkceCodeVerifier, RefreshToken,
+};
+
+/// Re-exported so that implementers of [`HttpClient`] and callers use the same versions.
+pub use bytes::Bytes;
+pub use http;
+pub use url::Url;
