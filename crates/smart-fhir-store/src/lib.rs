@@ -1,0 +1,69 @@
+//! Where `smart-fhir` keeps tokens and sign-in state, and how the FHIR client asks for a token.
+//!
+//! * [`StoredToken`]: a token response with absolute times, launch context and a JSON form for
+//!   stores that persist. Its `Debug` prints no secret.
+//! * [`TokenStore`]: tokens by caller-chosen key, a compare-and-delete for rejected tokens, and
+//!   leases so that processes sharing a store renew a token once (P12).
+//!   [`MemoryTokenStore`] implements it in memory.
+//! * [`SessionStore`]: per-session JSON values with a time-to-live, a one-time
+//!   [`take`](SessionStore::take) for `state` (P3) and a
+//!   [`compare_and_swap`](SessionStore::compare_and_swap) for refresh-token rotation (P12).
+//!   [`MemorySessionStore`] implements it in memory.
+//! * [`AccessTokenProvider`]: what the FHIR client calls before each request;
+//!   [`StaticTokenProvider`] hands out a fixed token.
+//!
+//! The traits are object safe and held as `Arc<dyn …>` through [`SharedTokenStore`],
+//! [`SharedSessionStore`] and [`SharedAccessTokenProvider`]. Stores on other backends (Redis)
+//! live in their own crates. Time comes from an injected [`smart_fhir_core::Clock`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use smart_fhir_core::{AccessToken, Clock, FixedClock, SharedClock};
+//! use smart_fhir_store::{MemoryTokenStore, SharedTokenStore, StoredToken, TokenStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), smart_fhir_store::StoreError> {
+//! let clock = FixedClock::at_unix(1_700_000_000);
+//! let store = SharedTokenStore::new(
+//!     MemoryTokenStore::new().with_clock(SharedClock::new(clock.clone())),
+//! );
+//! let key = "ehr.example|my-client|system/Patient.rs";
+//!
+//! // One task wins the lease and renews; the others wait and read the store again.
+//! let lease = store.try_acquire_lease(key, Duration::from_secs(30)).await?.expect("free");
+//! assert!(store.try_acquire_lease(key, Duration::from_secs(30)).await?.is_none());
+//!
+//! let now = clock.now();
+//! let token = StoredToken::new(AccessToken::new("eyJ..."), now, now + Duration::from_secs(300))
+//!     .with_scope("system/Patient.rs");
+//! store.set(key, token).await?;
+//! store.release_lease(lease).await?;
+//!
+//! let cached = store.get(key).await?.expect("stored");
+//! assert!(!cached.expires_within(clock.now(), Duration::from_secs(60)));
+//!
+//! // The server answered 401 with this token: drop it, unless a newer one replaced it.
+//! assert!(store.delete_if_access_token(key, &cached.access_token).await?);
+//! assert!(store.get(key).await?.is_none());
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod provider;
+mod session;
+mod token;
+mod token_store;
+
+pub use error::{BoxError, StoreError};
+pub use provider::{
+    AccessTokenProvider, ProviderError, ProviderErrorKind, SharedAccessTokenProvider,
+    StaticTokenProvider,
+};
+pub use session::{
+    MemorySessionStore, SessionStore, SharedSessionStore, DEFAULT_MAX_SESSION_ENTRIES,
+};
+pub use token::StoredToken;
+pub use token_store::{Lease, MemoryTokenStore, SharedTokenStore, TokenStore};

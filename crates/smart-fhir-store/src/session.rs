@@ -1,0 +1,630 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use smart_fhir_core::{Clock, SharedClock};
+use zeroize::Zeroize;
+
+use crate::StoreError;
+
+/// Server-side session state for App Launch: small JSON documents (the pending `state`, PKCE
+/// verifier and FHIR base of an authorization in flight; the tokens of a signed-in user), filed
+/// under a session id and a key, each with its own time-to-live.
+///
+/// The session id comes from the application (typically an unguessable id in an `HttpOnly`
+/// cookie) and binds the values to one browser session (SC-4.6, P3); the store does not make ids.
+///
+/// An entry is visible strictly before `now + ttl` by the store's clock; after that every
+/// operation behaves as if it were absent. A `ttl` of zero therefore removes the entry.
+///
+/// All operations on one entry are atomic with respect to each other: [`SessionStore::take`]
+/// hands a value to exactly one caller (a `state` is used once, SC-4.13, P3), and
+/// [`SessionStore::compare_and_swap`] lets concurrent refreshes agree on one rotation (SC-4.32,
+/// P12). On Redis: `SET ... PX`, `GETDEL`, and a compare-and-set script.
+#[async_trait]
+pub trait SessionStore: Send + Sync + fmt::Debug {
+    /// Stores `value` under (`session_id`, `key`) for `ttl`, replacing any previous value.
+    async fn put(
+        &self,
+        session_id: &str,
+        key: &str,
+        value: Value,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// The value under (`session_id`, `key`), if present and not expired.
+    async fn get(&self, session_id: &str, key: &str) -> Result<Option<Value>, StoreError>;
+
+    /// Removes the value under (`session_id`, `key`) and returns it, atomically: of any number of
+    /// concurrent callers, at most one gets it.
+    async fn take(&self, session_id: &str, key: &str) -> Result<Option<Value>, StoreError>;
+
+    /// Removes the value under (`session_id`, `key`), if any.
+    async fn delete(&self, session_id: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Removes every value of `session_id` (sign-out).
+    async fn delete_session(&self, session_id: &str) -> Result<(), StoreError>;
+
+    /// Replaces the value under (`session_id`, `key`) with `new` (for `ttl`) if the current value
+    /// equals `expected`, where `None` means "absent or expired", and returns whether it did.
+    async fn compare_and_swap(
+        &self,
+        session_id: &str,
+        key: &str,
+        expected: Option<&Value>,
+        new: Value,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+}
+
+/// A cheaply cloneable, shared [`SessionStore`].
+#[derive(Debug, Clone)]
+pub struct SharedSessionStore(Arc<dyn SessionStore>);
+
+impl SharedSessionStore {
+    /// Wraps a store.
+    pub fn new(store: impl SessionStore + 'static) -> Self {
+        Self(Arc::new(store))
+    }
+
+    /// Wraps an already shared store.
+    pub fn from_arc(store: Arc<dyn SessionStore>) -> Self {
+        Self(store)
+    }
+}
+
+#[async_trait]
+impl SessionStore for SharedSessionStore {
+    async fn put(
+        &self,
+        session_id: &str,
+        key: &str,
+        value: Value,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.0.put(session_id, key, value, ttl).await
+    }
+
+    async fn get(&self, session_id: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        self.0.get(session_id, key).await
+    }
+
+    async fn take(&self, session_id: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        self.0.take(session_id, key).await
+    }
+
+    async fn delete(&self, session_id: &str, key: &str) -> Result<(), StoreError> {
+        self.0.delete(session_id, key).await
+    }
+
+    async fn delete_session(&self, session_id: &str) -> Result<(), StoreError> {
+        self.0.delete_session(session_id).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        session_id: &str,
+        key: &str,
+        expected: Option<&Value>,
+        new: Value,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.0
+            .compare_and_swap(session_id, key, expected, new, ttl)
+            .await
+    }
+}
+
+/// The default bound on the number of entries of a [`MemorySessionStore`].
+pub const DEFAULT_MAX_SESSION_ENTRIES: usize = 100_000;
+
+/// The number of entries below which [`MemorySessionStore`] never sweeps.
+const SWEEP_FLOOR: usize = 1024;
+
+/// A [`SessionStore`] in this process's memory, for an application that runs as one process.
+///
+/// # Memory
+///
+/// Expired entries are dropped when an operation meets them, and all of them are swept when an
+/// insertion finds the store at twice the size of the last sweep (amortised cost) or at its bound.
+/// The store holds at most [`DEFAULT_MAX_SESSION_ENTRIES`] live entries unless
+/// [`MemorySessionStore::with_max_entries`] says otherwise; beyond that, inserting a new entry
+/// fails with [`StoreError::CapacityExceeded`] rather than evicting a live one (which would break
+/// a sign-in in progress without telling anyone).
+///
+/// String values are overwritten with zeros when an entry is replaced, removed or swept, since
+/// they can hold a PKCE verifier or a refresh token. `Debug` shows only counts.
+pub struct MemorySessionStore {
+    inner: Mutex<SessionInner>,
+    clock: SharedClock,
+    max_entries: usize,
+}
+
+impl Default for MemorySessionStore {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(SessionInner {
+                sessions: HashMap::new(),
+                len: 0,
+                next_sweep: SWEEP_FLOOR,
+            }),
+            clock: SharedClock::default(),
+            max_entries: DEFAULT_MAX_SESSION_ENTRIES,
+        }
+    }
+}
+
+impl MemorySessionStore {
+    /// An empty store on the system clock, bounded to [`DEFAULT_MAX_SESSION_ENTRIES`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Uses `clock` to decide expiry.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Bounds the number of entries (over all sessions).
+    pub fn with_max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = max_entries;
+        self
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SessionInner> {
+        // Every update leaves the maps and the count consistent before anything that could
+        // panic, so a poisoned lock still guards valid data.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn deadline(&self, ttl: Duration) -> Result<(SystemTime, SystemTime), StoreError> {
+        let now = self.clock.now();
+        let expires_at = now
+            .checked_add(ttl)
+            .ok_or_else(|| StoreError::invalid_argument("session entry ttl is too long"))?;
+        Ok((now, expires_at))
+    }
+}
+
+impl fmt::Debug for MemorySessionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("MemorySessionStore")
+            .field("sessions", &inner.sessions.len())
+            .field("entries", &inner.len)
+            .field("max_entries", &self.max_entries)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemorySessionStore {
+    async fn put(
+        &self,
+        session_id: &str,
+        key: &str,
+        value: Value,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let (now, expires_at) = self.deadline(ttl)?;
+        let mut inner = self.lock();
+        inner.store(session_id, key, value, now, expires_at, self.max_entries)
+    }
+
+    async fn get(&self, session_id: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        Ok(inner.live(session_id, key, now).map(|e| e.value.0.clone()))
+    }
+
+    async fn take(&self, session_id: &str, key: &str) -> Result<Option<Value>, StoreError> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        inner.purge_if_expired(session_id, key, now);
+        Ok(inner
+            .remove(session_id, key)
+            .map(|mut e| std::mem::take(&mut e.value.0)))
+    }
+
+    async fn delete(&self, session_id: &str, key: &str) -> Result<(), StoreError> {
+        self.lock().remove(session_id, key);
+        Ok(())
+    }
+
+    async fn delete_session(&self, session_id: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if let Some(session) = inner.sessions.remove(session_id) {
+            inner.len = inner.len.saturating_sub(session.len());
+        }
+        Ok(())
+    }
+
+    async fn compare_and_swap(
+        &self,
+        session_id: &str,
+        key: &str,
+        expected: Option<&Value>,
+        new: Value,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let (now, expires_at) = self.deadline(ttl)?;
+        let mut inner = self.lock();
+        let current = inner.live(session_id, key, now).map(|e| &e.value.0);
+        if current != expected {
+            return Ok(false);
+        }
+        inner.store(session_id, key, new, now, expires_at, self.max_entries)?;
+        Ok(true)
+    }
+}
+
+struct SessionInner {
+    sessions: HashMap<String, HashMap<String, Entry>>,
+    /// The number of entries over all sessions, expired ones included.
+    len: usize,
+    /// Sweep when an insertion finds at least this many entries.
+    next_sweep: usize,
+}
+
+struct Entry {
+    value: Scrubbed,
+    expires_at: SystemTime,
+}
+
+impl SessionInner {
+    fn peek(&self, session_id: &str, key: &str) -> Option<&Entry> {
+        self.sessions.get(session_id)?.get(key)
+    }
+
+    fn purge_if_expired(&mut self, session_id: &str, key: &str, now: SystemTime) {
+        if self
+            .peek(session_id, key)
+            .is_some_and(|e| e.expires_at <= now)
+        {
+            self.remove(session_id, key);
+        }
+    }
+
+    /// The entry, if present and not expired; an expired one is dropped on the way.
+    fn live(&mut self, session_id: &str, key: &str, now: SystemTime) -> Option<&Entry> {
+        self.purge_if_expired(session_id, key, now);
+        self.peek(session_id, key)
+    }
+
+    fn remove(&mut self, session_id: &str, key: &str) -> Option<Entry> {
+        let session = self.sessions.get_mut(session_id)?;
+        let entry = session.remove(key)?;
+        if session.is_empty() {
+            self.sessions.remove(session_id);
+        }
+        self.len = self.len.saturating_sub(1);
+        Some(entry)
+    }
+
+    /// Stores `value` until `expires_at`, or removes the entry if that is not after `now`.
+    fn store(
+        &mut self,
+        session_id: &str,
+        key: &str,
+        value: Value,
+        now: SystemTime,
+        expires_at: SystemTime,
+        max_entries: usize,
+    ) -> Result<(), StoreError> {
+        let entry = Entry {
+            value: Scrubbed(value),
+            expires_at,
+        };
+        if expires_at <= now {
+            self.remove(session_id, key);
+            return Ok(());
+        }
+        if let Some(slot) = self
+            .sessions
+            .get_mut(session_id)
+            .and_then(|s| s.get_mut(key))
+        {
+            // Replacing drops (and scrubs) the old value; the count does not change.
+            *slot = entry;
+            return Ok(());
+        }
+        if self.len >= self.next_sweep || self.len >= max_entries {
+            self.sweep(now);
+            self.next_sweep = SWEEP_FLOOR.max(self.len.saturating_mul(2));
+        }
+        if self.len >= max_entries {
+            return Err(StoreError::CapacityExceeded { limit: max_entries });
+        }
+        match self.sessions.get_mut(session_id) {
+            Some(session) => {
+                session.insert(key.to_owned(), entry);
+            }
+            None => {
+                self.sessions.insert(
+                    session_id.to_owned(),
+                    HashMap::from([(key.to_owned(), entry)]),
+                );
+            }
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    fn sweep(&mut self, now: SystemTime) {
+        let mut len = 0;
+        self.sessions.retain(|_, session| {
+            session.retain(|_, e| e.expires_at > now);
+            len += session.len();
+            !session.is_empty()
+        });
+        self.len = len;
+    }
+}
+
+/// A JSON value whose strings are overwritten with zeros when it is dropped.
+struct Scrubbed(Value);
+
+impl Drop for Scrubbed {
+    fn drop(&mut self) {
+        scrub(&mut self.0);
+    }
+}
+
+fn scrub(value: &mut Value) {
+    match value {
+        Value::String(s) => s.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(scrub),
+        Value::Object(members) => members.values_mut().for_each(scrub),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use smart_fhir_core::FixedClock;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn store() -> (MemorySessionStore, FixedClock) {
+        let clock = FixedClock::at_unix(1_000);
+        let store = MemorySessionStore::new().with_clock(SharedClock::new(clock.clone()));
+        (store, clock)
+    }
+
+    #[tokio::test]
+    async fn put_get_delete_and_sessions_are_separate() {
+        let (s, _) = store();
+        s.put("s1", "state", json!({"v": 1}), MINUTE).await.unwrap();
+        s.put("s1", "tokens", json!("t"), MINUTE).await.unwrap();
+        s.put("s2", "state", json!({"v": 2}), MINUTE).await.unwrap();
+        assert_eq!(s.get("s1", "state").await.unwrap(), Some(json!({"v": 1})));
+        assert_eq!(s.get("s2", "state").await.unwrap(), Some(json!({"v": 2})));
+        assert_eq!(s.get("s3", "state").await.unwrap(), None);
+
+        s.put("s1", "state", json!({"v": 3}), MINUTE).await.unwrap();
+        assert_eq!(s.get("s1", "state").await.unwrap(), Some(json!({"v": 3})));
+        s.delete("s1", "state").await.unwrap();
+        assert_eq!(s.get("s1", "state").await.unwrap(), None);
+        assert_eq!(s.get("s1", "tokens").await.unwrap(), Some(json!("t")));
+
+        s.delete_session("s1").await.unwrap();
+        assert_eq!(s.get("s1", "tokens").await.unwrap(), None);
+        assert_eq!(s.get("s2", "state").await.unwrap(), Some(json!({"v": 2})));
+        assert_eq!(s.lock().len, 1);
+    }
+
+    #[tokio::test]
+    async fn take_is_one_time_sc_4_13_p3() {
+        let (s, _) = store();
+        s.put("s", "state", json!("abc"), MINUTE).await.unwrap();
+        assert_eq!(s.take("s", "state").await.unwrap(), Some(json!("abc")));
+        assert_eq!(s.take("s", "state").await.unwrap(), None);
+        assert_eq!(s.get("s", "state").await.unwrap(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_takes_hand_the_value_to_exactly_one_p3() {
+        let s = SharedSessionStore::new(MemorySessionStore::new());
+        s.put("s", "state", json!({"state": "xyz"}), MINUTE)
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move { s.take("s", "state").await.unwrap() })
+            })
+            .collect();
+        let mut got = Vec::new();
+        for t in tasks {
+            if let Some(v) = t.await.unwrap() {
+                got.push(v);
+            }
+        }
+        assert_eq!(got, [json!({"state": "xyz"})]);
+    }
+
+    #[tokio::test]
+    async fn entries_expire_by_the_injected_clock() {
+        let (s, clock) = store();
+        s.put("s", "k", json!(1), MINUTE).await.unwrap();
+        clock.advance(MINUTE - Duration::from_millis(1));
+        assert_eq!(s.get("s", "k").await.unwrap(), Some(json!(1)));
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(s.get("s", "k").await.unwrap(), None);
+        assert_eq!(s.lock().len, 0, "dropped when met");
+
+        s.put("s", "k", json!(2), MINUTE).await.unwrap();
+        clock.advance(MINUTE);
+        assert_eq!(
+            s.take("s", "k").await.unwrap(),
+            None,
+            "expired state is unusable"
+        );
+
+        s.put("s", "k", json!(3), Duration::ZERO).await.unwrap();
+        assert_eq!(s.get("s", "k").await.unwrap(), None);
+        assert!(matches!(
+            s.put("s", "k", json!(4), Duration::MAX).await,
+            Err(StoreError::InvalidArgument { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn compare_and_swap_rotates_once_sc_4_32_p12() {
+        let (s, clock) = store();
+        let v1 = json!({"refresh_token": "r1"});
+        let v2 = json!({"refresh_token": "r2"});
+        let v2_other = json!({"refresh_token": "r2-other"});
+
+        // `None` expects absence.
+        assert!(s
+            .compare_and_swap("s", "t", None, v1.clone(), MINUTE)
+            .await
+            .unwrap());
+        assert!(!s
+            .compare_and_swap("s", "t", None, v2.clone(), MINUTE)
+            .await
+            .unwrap());
+
+        // Two refreshes both read v1; only the first rotation lands.
+        assert!(s
+            .compare_and_swap("s", "t", Some(&v1), v2.clone(), MINUTE)
+            .await
+            .unwrap());
+        assert!(!s
+            .compare_and_swap("s", "t", Some(&v1), v2_other, MINUTE)
+            .await
+            .unwrap());
+        assert_eq!(s.get("s", "t").await.unwrap(), Some(v2.clone()));
+
+        // The new ttl applies; an expired value counts as absent.
+        clock.advance(MINUTE);
+        assert!(!s
+            .compare_and_swap("s", "t", Some(&v2), v1.clone(), MINUTE)
+            .await
+            .unwrap());
+        assert!(s
+            .compare_and_swap("s", "t", None, v1.clone(), MINUTE)
+            .await
+            .unwrap());
+        assert_eq!(s.get("s", "t").await.unwrap(), Some(v1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_compare_and_swap_has_one_winner_p12() {
+        let s = SharedSessionStore::new(MemorySessionStore::new());
+        let old = json!("r0");
+        s.put("s", "t", old.clone(), MINUTE).await.unwrap();
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let s = s.clone();
+                let old = old.clone();
+                tokio::spawn(async move {
+                    s.compare_and_swap("s", "t", Some(&old), json!(format!("new{i}")), MINUTE)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            winners += usize::from(t.await.unwrap());
+        }
+        assert_eq!(winners, 1);
+    }
+
+    #[tokio::test]
+    async fn bounded_with_sweep_of_expired_entries() {
+        let (s, clock) = store();
+        let s = s.with_max_entries(3);
+        s.put("a", "k", json!(1), MINUTE).await.unwrap();
+        s.put("b", "k", json!(1), MINUTE).await.unwrap();
+        s.put("c", "k", json!(1), 2 * MINUTE).await.unwrap();
+        assert!(matches!(
+            s.put("d", "k", json!(1), MINUTE).await,
+            Err(StoreError::CapacityExceeded { limit: 3 })
+        ));
+        assert!(matches!(
+            s.compare_and_swap("d", "k", None, json!(1), MINUTE).await,
+            Err(StoreError::CapacityExceeded { limit: 3 })
+        ));
+        // Replacing an existing entry needs no room.
+        s.put("a", "k", json!(2), MINUTE).await.unwrap();
+
+        clock.advance(MINUTE);
+        s.put("d", "k", json!(1), MINUTE).await.unwrap();
+        s.put("e", "k", json!(1), MINUTE).await.unwrap();
+        assert_eq!(s.lock().len, 3);
+        assert_eq!(s.lock().sessions.len(), 3);
+        assert_eq!(s.get("c", "k").await.unwrap(), Some(json!(1)));
+    }
+
+    #[tokio::test]
+    async fn sweep_on_growth_drops_expired_entries() {
+        let (s, clock) = store();
+        for i in 0..SWEEP_FLOOR - 1 {
+            s.put(&format!("s{i}"), "state", json!("x"), MINUTE)
+                .await
+                .unwrap();
+        }
+        s.put("long", "state", json!("y"), 10 * MINUTE)
+            .await
+            .unwrap();
+        clock.advance(MINUTE);
+        s.put("new", "state", json!("z"), MINUTE).await.unwrap();
+        let inner = s.lock();
+        assert_eq!(inner.len, 2);
+        let mut ids: Vec<_> = inner.sessions.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["long", "new"]);
+    }
+
+    #[test]
+    fn scrub_zeroes_nested_strings() {
+        let mut v = json!({"a": ["secret", {"b": "more"}], "n": 1});
+        scrub(&mut v);
+        assert_eq!(v, json!({"a": ["", {"b": ""}], "n": 1}));
+    }
+
+    #[tokio::test]
+    async fn debug_shows_counts_not_values_p5() {
+        let (s, _) = store();
+        s.put(
+            "session-id",
+            "tokens",
+            json!({"refresh_token": "SECRET"}),
+            MINUTE,
+        )
+        .await
+        .unwrap();
+        let shared = SharedSessionStore::new(MemorySessionStore::new());
+        let printed = format!("{s:?} {shared:?}");
+        assert!(!printed.contains("SECRET"), "{printed}");
+        assert!(!printed.contains("session-id"), "{printed}");
+        assert!(printed.contains("entries: 1"), "{printed}");
+    }
+
+    #[tokio::test]
+    async fn object_safe_behind_arc_dyn() {
+        let store: Arc<dyn SessionStore> = Arc::new(MemorySessionStore::new());
+        let shared = SharedSessionStore::from_arc(store.clone());
+        shared.put("s", "k", json!(true), MINUTE).await.unwrap();
+        assert_eq!(store.get("s", "k").await.unwrap(), Some(json!(true)));
+        assert_eq!(shared.take("s", "k").await.unwrap(), Some(json!(true)));
+        shared.put("s", "k", json!(1), MINUTE).await.unwrap();
+        shared.delete("s", "k").await.unwrap();
+        assert!(shared
+            .compare_and_swap("s", "k", None, json!(2), MINUTE)
+            .await
+            .unwrap());
+        shared.delete_session("s").await.unwrap();
+        assert_eq!(store.get("s", "k").await.unwrap(), None);
+    }
+}
