@@ -1,0 +1,219 @@
+#!/usr/bin/env node
+// Local SMART on FHIR server for the smart-fhir integration tests.
+//
+//   node tests/servers/harness.mjs --config CONFIG.json [--exit-on-stdin-eof]
+//
+// Prints exactly one line to stdout, `HARNESS_READY {json}`, once it serves
+// requests; everything else goes to stderr. See README.md for the contract.
+
+import { generateKeyPair, exportJWK, calculateJwkThumbprint } from 'jose';
+import { createServer } from 'node:http';
+
+import { createAdminHandler } from './lib/admin.mjs';
+import { ConfigError, loadConfig } from './lib/config.mjs';
+import {
+  capabilityStatement, createFhirHandler, createFhirStore, loadFhirDefinitions, seedFhirStore,
+} from './lib/fhir.mjs';
+import { createTokenVerifier } from './lib/fhir_auth.mjs';
+import { sendJson } from './lib/http_util.mjs';
+import { ACCESS_TOKEN_ALG, createProvider } from './lib/provider.mjs';
+import { allowedScopes } from './lib/scopes.mjs';
+import { smartConfiguration } from './lib/smart_config.mjs';
+import { HarnessState } from './lib/state.mjs';
+
+const HOST = '127.0.0.1';
+const READY_PREFIX = 'HARNESS_READY ';
+
+// stdout carries only the READY line: libraries that log with console.log /
+// console.info (oidc-provider prints notices that way) go to stderr.
+const toStderr = (...args) => console.error(...args);
+console.log = toStderr;
+console.info = toStderr;
+console.debug = toStderr;
+
+const log = (msg) => process.stderr.write(`[harness] ${msg}\n`);
+
+function usage(message) {
+  process.stderr.write(`harness: ${message}\nusage: node harness.mjs --config CONFIG.json [--exit-on-stdin-eof]\n`);
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const opts = { configPath: undefined, exitOnStdinEof: false };
+  for (let i = 0; i < argv.length; i += 1) {
+    const arg = argv[i];
+    if (arg === '--config') {
+      opts.configPath = argv[i + 1];
+      i += 1;
+      if (!opts.configPath) usage('--config needs a path');
+    } else if (arg.startsWith('--config=')) {
+      opts.configPath = arg.slice('--config='.length);
+    } else if (arg === '--exit-on-stdin-eof') {
+      opts.exitOnStdinEof = true;
+    } else {
+      usage(`unknown argument ${JSON.stringify(arg)}`);
+    }
+  }
+  if (!opts.configPath) usage('missing --config');
+  return opts;
+}
+
+async function generateSigningKey() {
+  const { privateKey, publicKey } = await generateKeyPair(ACCESS_TOKEN_ALG, { extractable: true });
+  const publicJwk = await exportJWK(publicKey);
+  const kid = await calculateJwkThumbprint(publicJwk);
+  const common = { kid, alg: ACCESS_TOKEN_ALG, use: 'sig' };
+  return {
+    privateJwk: { ...(await exportJWK(privateKey)), ...common },
+    publicJwks: { keys: [{ ...publicJwk, ...common }] },
+  };
+}
+
+function listen(server, port) {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, HOST, () => {
+      server.off('error', reject);
+      resolve(server.address().port);
+    });
+  });
+}
+
+/** Splits `/prefix`, `/prefix/rest` and `/prefix?q` (returns null otherwise). */
+function stripPrefix(url, prefix) {
+  if (url === prefix) return '';
+  if (url.startsWith(`${prefix}/`)) return url.slice(prefix.length + 1);
+  if (url.startsWith(`${prefix}?`)) return url.slice(prefix.length);
+  return null;
+}
+
+async function main() {
+  const startedAt = performance.now();
+  const opts = parseArgs(process.argv.slice(2));
+
+  let config;
+  try {
+    config = loadConfig(opts.configPath);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`harness: bad config: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+
+  // Key generation runs on the thread pool while the FHIR definitions load.
+  const keyPromise = generateSigningKey();
+  loadFhirDefinitions();
+  const { privateJwk, publicJwks } = await keyPromise;
+
+  let handler = (req, res) => sendJson(res, 503, { error: 'starting' });
+  const server = createServer((req, res) => {
+    Promise.resolve(handler(req, res)).catch((err) => {
+      log(`internal error on ${req.method} ${req.url}: ${err?.stack ?? err}`);
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal harness error' });
+      else res.destroy();
+    });
+  });
+
+  let port;
+  try {
+    port = await listen(server, config.port);
+  } catch (err) {
+    process.stderr.write(`harness: cannot listen on ${HOST}:${config.port}: ${err.message}\n`);
+    process.exit(1);
+  }
+
+  const origin = `http://${HOST}:${port}`;
+  const base = `${origin}/fhir`;
+  const issuer = `${origin}/oidc`;
+  const tokenEndpoint = `${issuer}/token`;
+  const jwksUri = `${issuer}/jwks`;
+  const grantTypes = ['client_credentials'];
+
+  const state = new HarnessState();
+  const provider = createProvider({
+    issuer,
+    fhirBase: base,
+    otherResource: `${origin}/other-api`,
+    clients: config.clients,
+    accessTokenTtl: config.accessTokenTtl,
+    signingJwk: privateJwk,
+    state,
+    log,
+  });
+  const providerCallback = provider.callback();
+
+  const { repo, router } = createFhirStore();
+  const patientIds = await seedFhirStore(repo);
+
+  const handleFhir = createFhirHandler({
+    base,
+    repo,
+    router,
+    verifyBearer: createTokenVerifier({
+      publicJwks, issuer, audience: base, algorithm: ACCESS_TOKEN_ALG, state,
+    }),
+    smartConfiguration: smartConfiguration({
+      issuer, jwksUri, tokenEndpoint, grantTypes, scopes: allowedScopes(),
+    }),
+    capabilities: capabilityStatement({ base, tokenEndpoint }),
+    log,
+  });
+  const handleAdmin = createAdminHandler({ state, log });
+
+  handler = async (req, res) => {
+    const url = req.url ?? '/';
+    const pathname = url.split('?')[0];
+    let rest = stripPrefix(url, '/oidc');
+    if (rest !== null) {
+      // Mount oidc-provider under /oidc: it derives its mount path from
+      // req.originalUrl minus req.url.
+      req.originalUrl = url;
+      req.url = `/${rest}`;
+      return providerCallback(req, res);
+    }
+    rest = stripPrefix(url, '/fhir');
+    if (rest !== null) {
+      return handleFhir(req, res, rest);
+    }
+    if (pathname.startsWith('/_harness/')) {
+      return handleAdmin(req, res, pathname);
+    }
+    req.resume();
+    return sendJson(res, 404, { error: 'not found', hint: 'paths: /fhir, /oidc, /_harness' });
+  };
+
+  let stopping = false;
+  const stop = (why) => {
+    if (stopping) return;
+    stopping = true;
+    log(`stopping (${why})`);
+    server.close(() => process.exit(0));
+    server.closeAllConnections();
+    setTimeout(() => process.exit(0), 2000).unref();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  if (opts.exitOnStdinEof) {
+    process.stdin.on('end', () => stop('stdin closed'));
+    process.stdin.on('error', () => stop('stdin error'));
+    process.stdin.resume();
+  }
+
+  const ready = {
+    base,
+    issuer,
+    token_endpoint: tokenEndpoint,
+    patient_ids: patientIds,
+    port,
+  };
+  process.stdout.write(`${READY_PREFIX}${JSON.stringify(ready)}\n`);
+  log(`ready on ${origin} in ${Math.round(performance.now() - startedAt)} ms `
+    + `(${config.clients.length} client(s), access_token_ttl=${config.accessTokenTtl}s)`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`harness: failed to start: ${err?.stack ?? err}\n`);
+  process.exit(1);
+});
