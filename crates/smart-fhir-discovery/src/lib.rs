@@ -1,0 +1,99 @@
+//! SMART on FHIR discovery (SMART App Launch 2.2, checklist SC-1.1 to SC-1.17).
+//!
+//! Sans-IO at heart: [`smart_configuration_request`] builds the `http::Request`,
+//! [`parse_smart_configuration`] reads the `http::Response`; the thin async [`discover`] does
+//! the I/O through any [`HttpClient`](smart_fhir_core::HttpClient), and [`DiscoveryCache`]
+//! keeps results for their `Cache-Control` lifetime.
+//!
+//! * [`SmartConfiguration`]: every field of the IG, endpoint URLs resolved (SC-1.5) and checked
+//!   against the base's insecure-HTTP policy (P15), unknown fields kept (SC-1.6).
+//! * [`Capability`] and [`CapabilitySet`] (SC-1.8–1.10).
+//! * [`SmartConfiguration::validate`]: what the IG requires, as errors and warnings (SC-1.7,
+//!   SC-1.11).
+//! * [`SmartConfiguration::check_fit`]: does the server offer what the client will do, and which
+//!   algorithm to sign with (SC-1.13).
+//! * The deprecated CapabilityStatement path (SC-1.16, SC-1.17) when `.well-known` is not
+//!   served.
+//!
+//! ```no_run
+//! use smart_fhir_core::{FhirBaseUrl, SharedHttpClient};
+//! use smart_fhir_discovery::{discover, Capability, ClientProfile};
+//!
+//! async fn backend_setup(client: SharedHttpClient) -> Result<(), Box<dyn std::error::Error>> {
+//!     let base = FhirBaseUrl::parse("https://fhir.example/api/FHIR/R4")?;
+//!     let config = discover(&client, &base).await?;
+//!
+//!     // Refuse configurations that break the IG; log the rest.
+//!     for warning in config.validate().into_result()? {
+//!         eprintln!("discovery: {warning}");
+//!     }
+//!
+//!     // Backend Services: client_credentials with private_key_jwt.
+//!     let fit = config.check_fit(&ClientProfile::backend_services(["ES384", "RS384"]))?;
+//!     println!(
+//!         "token endpoint {}, sign with {:?}, v1 scopes: {}, OIDC: {}",
+//!         config.token_endpoint(),
+//!         fit.signing_algorithm,
+//!         config.prefers_v1_scopes(),
+//!         config.supports(Capability::SsoOpenidConnect),
+//!     );
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The same exchange without the async layer, for callers with their own transport:
+//!
+//! ```
+//! use smart_fhir_core::{Bytes, FhirBaseUrl};
+//! use smart_fhir_discovery::{parse_smart_configuration, smart_configuration_request};
+//!
+//! let base = FhirBaseUrl::parse("https://ehr.example/apis/fhir")?;
+//! let request = smart_configuration_request(&base)?;
+//! assert_eq!(request.uri(), "https://ehr.example/apis/fhir/.well-known/smart-configuration");
+//!
+//! // ... send `request`, then:
+//! let response = smart_fhir_core::http::Response::new(Bytes::from_static(br#"{
+//!     "token_endpoint": "https://ehr.example/auth/token",
+//!     "grant_types_supported": ["client_credentials"],
+//!     "capabilities": ["client-confidential-asymmetric"],
+//!     "code_challenge_methods_supported": ["S256"]
+//! }"#));
+//! let config = parse_smart_configuration(&base, response)?;
+//! assert_eq!(config.token_endpoint().as_str(), "https://ehr.example/auth/token");
+//! assert!(config.validate().is_valid());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod cache;
+mod capability;
+mod config;
+mod error;
+mod fetch;
+mod fit;
+mod json;
+mod metadata;
+mod options;
+mod response;
+mod well_known;
+
+#[cfg(test)]
+mod tests;
+
+pub use cache::{DiscoveryCache, DiscoveryCacheBuilder, DEFAULT_MAX_ENTRIES, DEFAULT_TTL, MAX_TTL};
+pub use capability::{Capability, CapabilitySet};
+pub use config::{
+    AssociatedEndpoint, ConfigurationSource, SmartConfiguration, Validation, ValidationIssue,
+};
+pub use error::{BodyKind, DiscoveryError};
+pub use fetch::{discover, discover_with};
+pub use fit::{ClientAuthMethod, ClientProfile, Fit, FitError, FitNote, GrantKind, LaunchKind};
+pub use metadata::{
+    capability_statement_request, capability_statement_request_with, parse_capability_statement,
+    METADATA_ACCEPT, OAUTH_URIS_EXTENSION, SECURITY_SERVICE_SYSTEMS,
+};
+pub use options::{DiscoveryOptions, DEFAULT_MAX_RESPONSE_BYTES};
+pub use well_known::{
+    parse_smart_configuration, smart_configuration_request, smart_configuration_request_with,
+};
