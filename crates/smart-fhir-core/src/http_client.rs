@@ -99,9 +99,14 @@ pub struct HttpError {
 impl HttpError {
     /// A new error. `uri` is reduced to its scheme and authority for display.
     pub fn new(kind: HttpErrorKind, uri: &http::Uri, message: impl Into<String>) -> Self {
-        let host = match (uri.scheme_str(), uri.authority()) {
+        // The authority without any `user:password@` part.
+        let authority = uri.authority().map(|a| {
+            let a = a.as_str();
+            a.rsplit_once('@').map_or(a, |(_, host)| host).to_owned()
+        });
+        let host = match (uri.scheme_str(), authority) {
             (Some(s), Some(a)) => format!("{s}://{a}"),
-            (_, Some(a)) => a.to_string(),
+            (_, Some(a)) => a,
             _ => "no host".to_owned(),
         };
         let kind_text = match kind {
@@ -152,6 +157,9 @@ mod tests {
         let s = e.to_string();
         assert_eq!(s, "timed out (https://ehr.example): after 30 s");
         assert!(e.is_transient());
+        let with_credentials: http::Uri = "https://user:pa55@ehr.example:8443/x".parse().unwrap();
+        let s = HttpError::new(HttpErrorKind::Connect, &with_credentials, "refused").to_string();
+        assert_eq!(s, "connection failed (https://ehr.example:8443): refused");
         assert!(!HttpError::new(HttpErrorKind::BodyTooLarge, &uri, "x").is_transient());
     }
 
