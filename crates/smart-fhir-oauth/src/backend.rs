@@ -1,0 +1,631 @@
+//! The SMART Backend Services token source (SC-2, SC-3): client credentials with a signed
+//! client assertion, cached, renewed before expiry, single flight.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use smart_fhir_core::{
+    AccessToken, Clock, FhirBaseUrl, HttpClient, InsecureHttp, SharedClock, SharedHttpClient,
+};
+use smart_fhir_discovery::SmartConfiguration;
+use smart_fhir_jwt::{Algorithm, AssertionSigner, PrivateKey};
+use smart_fhir_scopes::{ScopeDiff, ScopeSet};
+use smart_fhir_store::{
+    AccessTokenProvider, MemoryTokenStore, ProviderError, ProviderErrorKind, SharedTokenStore,
+    StoredToken, TokenStore,
+};
+use tokio::sync::OnceCell;
+use url::Url;
+
+use crate::error::OAuthError;
+use crate::token::{client_credentials_request, parse_token_response};
+
+/// How long before expiry a token is renewed, by default.
+pub const DEFAULT_RENEWAL_BUFFER: Duration = Duration::from_secs(30);
+/// How long a signed assertion is valid, by default (the IG allows at most 300 s; a shorter
+/// lifetime leaves room for clock skew between client and server).
+pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(120);
+/// How long one token acquisition may take in all, by default.
+pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Builder for [`BackendServices`]. Nothing touches the network until the first token is asked
+/// for.
+#[must_use]
+pub struct BackendServicesBuilder {
+    fhir_base: Option<FhirBaseUrl>,
+    client_id: Option<String>,
+    scope: Option<String>,
+    key: Option<PrivateKey>,
+    algorithm: Option<Algorithm>,
+    kid: Option<String>,
+    jku: Option<String>,
+    token_endpoint: Option<String>,
+    http: Option<SharedHttpClient>,
+    store: Option<SharedTokenStore>,
+    clock: Option<SharedClock>,
+    renewal_buffer: Duration,
+    assertion_lifetime: Duration,
+    load_timeout: Duration,
+    skip_fit_check: bool,
+}
+
+impl fmt::Debug for BackendServicesBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendServicesBuilder")
+            .field("fhir_base", &self.fhir_base)
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .field("key", &self.key.as_ref().map(|_| "[redacted]"))
+            .field("algorithm", &self.algorithm)
+            .field("token_endpoint", &self.token_endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BackendServicesBuilder {
+    /// The FHIR server's base URL (required).
+    pub fn fhir_base(mut self, base: FhirBaseUrl) -> Self {
+        self.fhir_base = Some(base);
+        self
+    }
+
+    /// The registered client id (required).
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = Some(id.into());
+        self
+    }
+
+    /// The scopes to request, space-separated (required), e.g. `system/Patient.rs` (SC-3.3).
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// The private key that signs client assertions (required; any format `smart-fhir-jwt` loads).
+    pub fn private_key(mut self, key: PrivateKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// The signing algorithm. Default: the first the server advertises of those that fit the key
+    /// (RS384 for RSA, ES384 for P-384, ES256 for P-256; SC-1.13).
+    pub fn algorithm(mut self, alg: Algorithm) -> Self {
+        self.algorithm = Some(alg);
+        self
+    }
+
+    /// The `kid` header (default: the key's own `kid`, or its RFC 7638 thumbprint).
+    pub fn kid(mut self, kid: impl Into<String>) -> Self {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    /// The `jku` header: the client's registered JWKS URL (SC-2.9).
+    pub fn jku(mut self, jku: impl Into<String>) -> Self {
+        self.jku = Some(jku.into());
+        self
+    }
+
+    /// The token endpoint, which skips discovery.
+    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.token_endpoint = Some(url.into());
+        self
+    }
+
+    /// The transport (required): usually `smart_fhir_http::HyperHttpClient`.
+    pub fn http_client(mut self, http: impl HttpClient + 'static) -> Self {
+        self.http = Some(SharedHttpClient::new(http));
+        self
+    }
+
+    /// The transport, already shared.
+    pub fn shared_http_client(mut self, http: SharedHttpClient) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Where tokens are cached (default: in memory, this process only).
+    pub fn token_store(mut self, store: impl TokenStore + 'static) -> Self {
+        self.store = Some(SharedTokenStore::new(store));
+        self
+    }
+
+    /// Where tokens are cached, already shared.
+    pub fn shared_token_store(mut self, store: SharedTokenStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Some(SharedClock::new(clock));
+        self
+    }
+
+    /// Renew this long before expiry (default 30 s; at most half a token's lifetime is used).
+    pub fn renewal_buffer(mut self, buffer: Duration) -> Self {
+        self.renewal_buffer = buffer;
+        self
+    }
+
+    /// Assertion lifetime, 1 to 300 s (default 120 s; SC-2.10).
+    pub fn assertion_lifetime(mut self, lifetime: Duration) -> Self {
+        self.assertion_lifetime = lifetime;
+        self
+    }
+
+    /// How long one token acquisition may take (default 30 s).
+    pub fn load_timeout(mut self, timeout: Duration) -> Self {
+        self.load_timeout = timeout;
+        self
+    }
+
+    /// Skips the check that the discovered server supports client credentials with
+    /// `private_key_jwt` (for servers whose configuration is known to be incomplete).
+    pub fn skip_fit_check(mut self, skip: bool) -> Self {
+        self.skip_fit_check = skip;
+        self
+    }
+
+    /// Checks the configuration and builds the token source.
+    pub fn build(self) -> Result<BackendServices, OAuthError> {
+        let missing = |field: &'static str| OAuthError::Config {
+            field,
+            reason: "required".to_owned(),
+        };
+        let fhir_base = self.fhir_base.ok_or_else(|| missing("fhir_base"))?;
+        let client_id = self.client_id.ok_or_else(|| missing("client_id"))?;
+        if client_id.trim().is_empty() {
+            return Err(OAuthError::Config {
+                field: "client_id",
+                reason: "empty".to_owned(),
+            });
+        }
+        let scope_text = self.scope.ok_or_else(|| missing("scope"))?;
+        let requested = ScopeSet::parse(&scope_text).map_err(|e| OAuthError::Config {
+            field: "scope",
+            reason: e.to_string(),
+        })?;
+        if requested.is_empty() {
+            return Err(OAuthError::Config {
+                field: "scope",
+                reason: "no scope given".to_owned(),
+            });
+        }
+        let key = self.key.ok_or_else(|| missing("private_key"))?;
+        let http = self.http.ok_or_else(|| missing("http_client"))?;
+        if self.assertion_lifetime.is_zero() || self.assertion_lifetime > Duration::from_secs(300) {
+            return Err(OAuthError::Config {
+                field: "assertion_lifetime",
+                reason: "must be between 1 and 300 seconds (SC-2.10)".to_owned(),
+            });
+        }
+        let token_endpoint = match self.token_endpoint {
+            Some(t) => Some((
+                parse_endpoint(&t, "token_endpoint", fhir_base.insecure_http())?,
+                t.trim().to_owned(),
+            )),
+            None => None,
+        };
+        if let Some(jku) = &self.jku {
+            parse_endpoint(jku, "jku", fhir_base.insecure_http())?;
+        }
+        // The scope is sent as the caller wrote it (a server may match scope strings exactly);
+        // only surrounding and repeated white space is removed.
+        let scope = scope_text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let store_key = format!(
+            "smart-fhir:backend:{}|{}|{}",
+            fhir_base.as_str(),
+            client_id,
+            scope
+        );
+        let clock = self.clock.unwrap_or_default();
+        let store = self
+            .store
+            .unwrap_or_else(|| SharedTokenStore::new(MemoryTokenStore::new()));
+        Ok(BackendServices {
+            inner: Arc::new(Inner {
+                fhir_base,
+                client_id,
+                scope,
+                requested,
+                key,
+                algorithm: self.algorithm,
+                kid: self.kid,
+                jku: self.jku,
+                explicit_endpoint: token_endpoint,
+                skip_fit_check: self.skip_fit_check,
+                http,
+                store,
+                store_key,
+                clock,
+                renewal_buffer: self.renewal_buffer,
+                assertion_lifetime: self.assertion_lifetime,
+                load_timeout: self.load_timeout,
+                endpoint: OnceCell::new(),
+                cached: RwLock::new(None),
+                flight: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+fn parse_endpoint(text: &str, what: &str, insecure: InsecureHttp) -> Result<Url, OAuthError> {
+    let url = Url::parse(text).map_err(|e| smart_fhir_core::UrlError::Invalid {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })?;
+    smart_fhir_core::check_endpoint_url(&url, what, insecure)?;
+    Ok(url)
+}
+
+/// A Backend Services token source: an [`AccessTokenProvider`] for the FHIR client.
+///
+/// * Tokens are cached in the [`TokenStore`] and in memory, and renewed a buffer before expiry
+///   (SC-3.8, SC-3.9).
+/// * However many callers ask at once, one token request is made and every caller gets its result
+///   or its error (single flight).
+/// * Each token request signs a fresh assertion (SC-2.11); no refresh token is relied on (SC-3.6).
+/// * A token reported as rejected is dropped, so the next caller renews it.
+///
+/// Cheap to clone; clones share the cache.
+#[derive(Clone)]
+pub struct BackendServices {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    fhir_base: FhirBaseUrl,
+    client_id: String,
+    scope: String,
+    requested: ScopeSet,
+    key: PrivateKey,
+    algorithm: Option<Algorithm>,
+    kid: Option<String>,
+    jku: Option<String>,
+    explicit_endpoint: Option<(Url, String)>,
+    skip_fit_check: bool,
+    http: SharedHttpClient,
+    store: SharedTokenStore,
+    store_key: String,
+    clock: SharedClock,
+    renewal_buffer: Duration,
+    assertion_lifetime: Duration,
+    load_timeout: Duration,
+    endpoint: OnceCell<Endpoint>,
+    cached: RwLock<Option<StoredToken>>,
+    flight: Mutex<Option<Arc<Flight>>>,
+}
+
+/// The resolved token endpoint and the signer prepared for it.
+struct Endpoint {
+    url: Url,
+    /// The token endpoint exactly as the server or the caller spelled it: the assertion's `aud`
+    /// (SC-2.10).
+    audience: String,
+    signer: AssertionSigner,
+    configuration: Option<SmartConfiguration>,
+}
+
+/// One token acquisition shared by every caller that arrives while it runs.
+#[derive(Default)]
+struct Flight {
+    result: OnceCell<Result<StoredToken, Arc<OAuthError>>>,
+}
+
+impl fmt::Debug for BackendServices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendServices")
+            .field("fhir_base", &self.inner.fhir_base)
+            .field("client_id", &self.inner.client_id)
+            .field("scope", &self.inner.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BackendServices {
+    /// A builder.
+    pub fn builder() -> BackendServicesBuilder {
+        BackendServicesBuilder {
+            fhir_base: None,
+            client_id: None,
+            scope: None,
+            key: None,
+            algorithm: None,
+            kid: None,
+            jku: None,
+            token_endpoint: None,
+            http: None,
+            store: None,
+            clock: None,
+            renewal_buffer: DEFAULT_RENEWAL_BUFFER,
+            assertion_lifetime: DEFAULT_ASSERTION_LIFETIME,
+            load_timeout: DEFAULT_LOAD_TIMEOUT,
+            skip_fit_check: false,
+        }
+    }
+
+    /// The FHIR base URL this source gets tokens for.
+    pub fn fhir_base(&self) -> &FhirBaseUrl {
+        &self.inner.fhir_base
+    }
+
+    /// The key under which tokens are kept in the [`TokenStore`]: the FHIR base, the client id
+    /// and the requested scope (no secret).
+    pub fn store_key(&self) -> &str {
+        &self.inner.store_key
+    }
+
+    /// The scopes requested.
+    pub fn requested_scopes(&self) -> &ScopeSet {
+        &self.inner.requested
+    }
+
+    /// The current token with its expiry and granted scope, fetching one if needed.
+    pub async fn token(&self) -> Result<StoredToken, OAuthError> {
+        self.inner.token().await
+    }
+
+    /// The current access token, fetching one if needed.
+    pub async fn access_token(&self) -> Result<AccessToken, OAuthError> {
+        Ok(self.inner.token().await?.access_token)
+    }
+
+    /// The scopes the server granted with the current token (SC-3.4, SC-5.13), fetching a token
+    /// if needed. Scopes the grammar does not know are kept aside, not failed on.
+    pub async fn granted_scopes(&self) -> Result<ScopeSet, OAuthError> {
+        let token = self.inner.token().await?;
+        Ok(ScopeSet::parse_lenient(token.scope.as_deref().unwrap_or("")).into_scopes())
+    }
+
+    /// How the granted scopes differ from the requested ones (SC-5.13): what is missing, what
+    /// was granted beyond the request.
+    pub async fn scope_difference(&self) -> Result<ScopeDiff, OAuthError> {
+        let granted = self.granted_scopes().await?;
+        Ok(self.inner.requested.difference(&granted))
+    }
+
+    /// The requested scopes the server did not grant (SC-5.13): empty when everything asked for
+    /// was granted.
+    pub async fn missing_scopes(&self) -> Result<ScopeSet, OAuthError> {
+        Ok(self.scope_difference().await?.missing().clone())
+    }
+
+    /// Drops `token` from the caches if it is still the current one, so the next caller renews.
+    pub async fn token_rejected(&self, token: &AccessToken) {
+        self.inner.reject(token).await;
+    }
+
+    /// The server's SMART configuration, when discovery was used.
+    pub fn configuration(&self) -> Option<&SmartConfiguration> {
+        self.inner
+            .endpoint
+            .get()
+            .and_then(|e| e.configuration.as_ref())
+    }
+
+    /// The token endpoint, once resolved.
+    pub fn resolved_token_endpoint(&self) -> Option<&Url> {
+        self.inner.endpoint.get().map(|e| &e.url)
+    }
+}
+
+impl Inner {
+    fn buffer_for(&self, token: &StoredToken) -> Duration {
+        let lifetime = token
+            .expires_at
+            .duration_since(token.issued_at)
+            .unwrap_or(Duration::ZERO);
+        self.renewal_buffer.min(lifetime / 2)
+    }
+
+    fn usable(&self, token: &StoredToken, now: SystemTime) -> bool {
+        !token.expires_within(now, self.buffer_for(token))
+    }
+
+    fn cached_usable(&self, now: SystemTime) -> Option<StoredToken> {
+        let guard = self.cached.read().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().filter(|t| self.usable(t, now)).cloned()
+    }
+
+    async fn token(&self) -> Result<StoredToken, OAuthError> {
+        if let Some(t) = self.cached_usable(self.clock.now()) {
+            return Ok(t);
+        }
+        let flight = {
+            let mut slot = self.flight.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(t) = self.cached_usable(self.clock.now()) {
+                return Ok(t);
+            }
+            slot.get_or_insert_with(|| Arc::new(Flight::default()))
+                .clone()
+        };
+        // `get_or_init` runs one initialiser at a time: every caller that joined this flight waits
+        // for it. If the caller running it is cancelled, the next waiter takes over.
+        let result = flight
+            .result
+            .get_or_init(|| async {
+                match tokio::time::timeout(self.load_timeout, self.acquire()).await {
+                    Ok(Ok(token)) => Ok(token),
+                    Ok(Err(e)) => Err(Arc::new(e)),
+                    Err(_) => Err(Arc::new(OAuthError::Timeout(self.load_timeout))),
+                }
+            })
+            .await
+            .clone();
+        {
+            let mut slot = self.flight.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.as_ref().is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                *slot = None;
+            }
+        }
+        result.map_err(OAuthError::Shared)
+    }
+
+    /// Gets a token from the store (another process may have fetched one) or from the server.
+    async fn acquire(&self) -> Result<StoredToken, OAuthError> {
+        if let Some(t) = self.from_store().await? {
+            return Ok(t);
+        }
+        // Cross-process single flight: the lease holder fetches; others wait for its result in
+        // the store, and fetch themselves if it does not come in time.
+        let lease = self
+            .store
+            .try_acquire_lease(&self.store_key, self.load_timeout)
+            .await
+            .map_err(OAuthError::Store)?;
+        if lease.is_none() {
+            let deadline = self.load_timeout / 2;
+            let mut waited = Duration::ZERO;
+            let mut step = Duration::from_millis(25);
+            while waited < deadline {
+                tokio::time::sleep(step).await;
+                waited += step;
+                step = (step * 2).min(Duration::from_millis(500));
+                if let Some(t) = self.from_store().await? {
+                    return Ok(t);
+                }
+            }
+        }
+        let result = self.fetch().await;
+        if let Some(lease) = lease {
+            // A lease that cannot be released expires by itself.
+            let _ = self.store.release_lease(lease).await;
+        }
+        let token = result?;
+        self.store
+            .set(&self.store_key, token.clone())
+            .await
+            .map_err(OAuthError::Store)?;
+        *self.cached.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        Ok(token)
+    }
+
+    async fn from_store(&self) -> Result<Option<StoredToken>, OAuthError> {
+        let stored = self
+            .store
+            .get(&self.store_key)
+            .await
+            .map_err(OAuthError::Store)?;
+        match stored {
+            Some(t) if self.usable(&t, self.clock.now()) => {
+                *self.cached.write().unwrap_or_else(|p| p.into_inner()) = Some(t.clone());
+                Ok(Some(t))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// One token request with a freshly signed assertion (SC-2.11, SC-3.2).
+    async fn fetch(&self) -> Result<StoredToken, OAuthError> {
+        let endpoint = self
+            .endpoint
+            .get_or_try_init(|| self.resolve_endpoint())
+            .await?;
+        let now = self.clock.now();
+        let assertion = endpoint
+            .signer
+            .sign(
+                &self.client_id,
+                &endpoint.audience,
+                self.assertion_lifetime,
+                now,
+            )
+            .map_err(OAuthError::Assertion)?;
+        let request = client_credentials_request(&endpoint.url, &self.scope, assertion.secret())?;
+        drop(assertion);
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(OAuthError::Http)?;
+        if response.status().is_redirection() {
+            return Err(OAuthError::Status {
+                status: response.status().as_u16(),
+                excerpt: "the token endpoint redirected; redirects are not followed for token requests"
+                    .to_owned(),
+            });
+        }
+        let parsed = parse_token_response(response, self.clock.now(), &self.scope)?;
+        Ok(parsed.token)
+    }
+
+    /// The token endpoint: the explicit one, or discovery plus the fit check (SC-1.13).
+    async fn resolve_endpoint(&self) -> Result<Endpoint, OAuthError> {
+        let (url, audience, configuration) = match &self.explicit_endpoint {
+            Some((url, spelled)) => (url.clone(), spelled.clone(), None),
+            None => {
+                let config = smart_fhir_discovery::discover(&self.http, &self.fhir_base)
+                    .await
+                    .map_err(OAuthError::Discovery)?;
+                (
+                    config.token_endpoint().clone(),
+                    config.token_endpoint_as_advertised().to_owned(),
+                    Some(config),
+                )
+            }
+        };
+        let algorithm = crate::fit::choose_algorithm(
+            &self.key,
+            self.algorithm,
+            configuration.as_ref(),
+            self.skip_fit_check,
+        )?;
+        let mut signer = AssertionSigner::builder(&self.key, algorithm)
+            .insecure_http(self.fhir_base.insecure_http());
+        if let Some(kid) = &self.kid {
+            signer = signer.kid(kid.clone());
+        }
+        if let Some(jku) = &self.jku {
+            signer = signer.jku(jku.clone());
+        }
+        let signer = signer.build().map_err(OAuthError::Assertion)?;
+        Ok(Endpoint {
+            url,
+            audience,
+            signer,
+            configuration,
+        })
+    }
+
+    async fn reject(&self, token: &AccessToken) {
+        {
+            let mut cached = self.cached.write().unwrap_or_else(|p| p.into_inner());
+            if cached
+                .as_ref()
+                .is_some_and(|t| t.access_token.ct_eq(token.secret()))
+            {
+                *cached = None;
+            }
+        }
+        // Compare-and-delete: a newer token stored meanwhile stays.
+        let _ = self
+            .store
+            .delete_if_access_token(&self.store_key, token)
+            .await;
+    }
+}
+
+#[async_trait]
+impl AccessTokenProvider for BackendServices {
+    async fn access_token(&self) -> Result<AccessToken, ProviderError> {
+        self.inner
+            .token()
+            .await
+            .map(|t| t.access_token)
+            .map_err(|e| {
+                let kind = if e.is_invalid_client() {
+                    ProviderErrorKind::Rejected
+                } else {
+                    ProviderErrorKind::Unavailable
+                };
+                ProviderError::new(kind, "cannot get a Backend Services access token").with_source(e)
+            })
+    }
+
+    async fn token_rejected(&self, token: &AccessToken) {
+        self.inner.reject(token).await;
+    }
+}

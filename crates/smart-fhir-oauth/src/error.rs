@@ -1,0 +1,142 @@
+use std::time::Duration;
+
+use smart_fhir_core::{HttpError, UrlError};
+use smart_fhir_discovery::DiscoveryError;
+use smart_fhir_jwt::JwtError;
+use smart_fhir_store::StoreError;
+
+/// The `error` code of an RFC 6749 §5.2 error response (SC-3.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OAuthErrorCode {
+    /// `invalid_request`.
+    InvalidRequest,
+    /// `invalid_client`: client authentication failed (SC-2.15).
+    InvalidClient,
+    /// `invalid_grant`.
+    InvalidGrant,
+    /// `unauthorized_client`.
+    UnauthorizedClient,
+    /// `unsupported_grant_type`.
+    UnsupportedGrantType,
+    /// `invalid_scope`.
+    InvalidScope,
+    /// Any other code, as the server sent it (truncated).
+    Other(String),
+}
+
+impl std::fmt::Display for OAuthErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::Other(s) => s,
+        })
+    }
+}
+
+/// Errors of the OAuth grants. None carries a token, an assertion or a key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OAuthError {
+    /// The client's configuration is incomplete or wrong.
+    #[error("configuration: {field}: {reason}")]
+    Config {
+        /// Which setting.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A URL was refused.
+    #[error("{0}")]
+    Url(#[from] UrlError),
+    /// Discovery of the server's SMART configuration failed.
+    #[error("SMART discovery failed")]
+    Discovery(#[source] DiscoveryError),
+    /// The server does not support what this client is configured for (SC-1.13).
+    #[error("the server does not fit this client")]
+    Unfit(#[source] smart_fhir_discovery::FitError),
+    /// Signing the client assertion failed.
+    #[error("cannot sign the client assertion")]
+    Assertion(#[source] JwtError),
+    /// The token request could not be sent or its response not read.
+    #[error("token request failed")]
+    Http(#[source] HttpError),
+    /// The authorization server answered with an OAuth error (SC-3.7).
+    #[error("token endpoint answered {status} {code}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// The `error` code.
+        code: OAuthErrorCode,
+        /// `error_description`, bounded and printable.
+        description: Option<String>,
+        /// `error_uri`, bounded and printable.
+        uri: Option<String>,
+    },
+    /// A non-2xx answer whose body is not an OAuth error.
+    #[error("token endpoint answered {status}: {excerpt}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// A bounded, printable excerpt of the body.
+        excerpt: String,
+    },
+    /// A 2xx answer that is not a usable token response.
+    #[error("invalid token response (HTTP {status}): {reason}")]
+    InvalidResponse {
+        /// HTTP status.
+        status: u16,
+        /// What was wrong (never the body itself: it may carry a token).
+        reason: String,
+    },
+    /// No token was obtained within the load timeout.
+    #[error("no token within {0:?}")]
+    Timeout(Duration),
+    /// The token store failed.
+    #[error("token store failed")]
+    Store(#[source] StoreError),
+    /// A shared token request, made for several callers, failed; the cause is its source.
+    #[error(transparent)]
+    Shared(std::sync::Arc<OAuthError>),
+}
+
+impl OAuthError {
+    /// Whether the server refused the client's authentication (`invalid_client`, SC-2.15),
+    /// looking through a shared error.
+    pub fn is_invalid_client(&self) -> bool {
+        match self {
+            Self::Server { code, .. } => *code == OAuthErrorCode::InvalidClient,
+            Self::Shared(inner) => inner.is_invalid_client(),
+            _ => false,
+        }
+    }
+
+    /// The OAuth error code, when the server sent one.
+    pub fn oauth_code(&self) -> Option<&OAuthErrorCode> {
+        match self {
+            Self::Server { code, .. } => Some(code),
+            Self::Shared(inner) => inner.oauth_code(),
+            _ => None,
+        }
+    }
+}
+
+/// A bounded, printable excerpt of a server's body for error messages: at most 200 characters,
+/// control characters replaced.
+pub(crate) fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(800)]);
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    if text.chars().count() > 200 || body.len() > 800 {
+        out.push('…');
+    }
+    out.trim().to_owned()
+}

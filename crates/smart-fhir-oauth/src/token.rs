@@ -1,0 +1,404 @@
+//! Sans-IO token-endpoint protocol: build the request, parse the response (SC-3.2–3.7).
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use oauth2::basic::{BasicErrorResponseType, BasicTokenType};
+use oauth2::{ExtraTokenFields, StandardErrorResponse, StandardTokenResponse, TokenResponse as _};
+use serde::{Deserialize, Serialize};
+use smart_fhir_core::{AccessToken, IdToken, MaxResponseBytes, RefreshToken};
+use smart_fhir_store::StoredToken;
+use url::Url;
+
+use crate::error::{excerpt, OAuthError, OAuthErrorCode};
+
+/// `client_assertion_type` for `private_key_jwt` (SC-2.13).
+pub const JWT_BEARER_ASSERTION_TYPE: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The largest token response read (a token response with an `id_token` and launch context is a
+/// few kilobytes; this leaves ample room).
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 256 * 1024;
+
+/// The lifetime given to a token whose response has no `expires_in` (SC-3.4: kept short so that an
+/// unknown expiry cannot keep a revoked token in use for long).
+pub const DEFAULT_LIFETIME_WITHOUT_EXPIRES_IN: Duration = Duration::from_secs(60);
+
+/// Builds the client-credentials token request with a signed assertion (SC-3.2, SC-2.13).
+///
+/// `scope` is sent as given (space-separated).
+pub fn client_credentials_request(
+    token_endpoint: &Url,
+    scope: &str,
+    client_assertion: &str,
+) -> Result<http::Request<Bytes>, OAuthError> {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("scope", scope)
+        .append_pair("client_assertion_type", JWT_BEARER_ASSERTION_TYPE)
+        .append_pair("client_assertion", client_assertion)
+        .finish();
+    form_post(token_endpoint, body)
+}
+
+/// A form `POST` to a token-like endpoint with the usual headers and the response bound.
+pub(crate) fn form_post(endpoint: &Url, body: String) -> Result<http::Request<Bytes>, OAuthError> {
+    let mut req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(endpoint.as_str())
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(ACCEPT, "application/json")
+        .header(CACHE_CONTROL, "no-store")
+        .body(Bytes::from(body))
+        .map_err(|e| OAuthError::Config {
+            field: "token_endpoint",
+            reason: format!("cannot build a request: {e}"),
+        })?;
+    req.extensions_mut()
+        .insert(MaxResponseBytes(MAX_TOKEN_RESPONSE_BYTES));
+    Ok(req)
+}
+
+/// Every member of the token response that is not a standard OAuth field: SMART launch context
+/// (`patient`, `encounter`, `fhirContext`…), `id_token`, and any extension, kept whole.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ExtraFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ExtraTokenFields for ExtraFields {}
+
+type SmartTokenResponse = StandardTokenResponse<ExtraFields, BasicTokenType>;
+type SmartErrorResponse = StandardErrorResponse<BasicErrorResponseType>;
+
+/// A parsed, successful token response.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct TokenResponse {
+    /// The token with its absolute expiry, granted scope, refresh token, id_token and launch
+    /// context, as it goes into a `TokenStore`.
+    pub token: StoredToken,
+    /// Whether the server said how long the token lives (`expires_in`); when it did not, a short
+    /// default lifetime was used.
+    pub expires_in_given: bool,
+}
+
+/// Parses a token-endpoint response (SC-3.4–3.7).
+///
+/// * `2xx` with a JSON body: `access_token` and `token_type` (case-insensitive `bearer`) required;
+///   `expires_in` optional (missing: [`DEFAULT_LIFETIME_WITHOUT_EXPIRES_IN`]); `scope` optional (missing:
+///   the requested scope, RFC 6749 §5.1); a `refresh_token` kept if sent but never required (SC-3.6).
+/// * any other status: an RFC 6749 §5.2 error body (`invalid_client` may come as 401, SC-3.7), or a
+///   bounded excerpt when the body is not one.
+pub fn parse_token_response(
+    response: http::Response<Bytes>,
+    now: SystemTime,
+    requested_scope: &str,
+) -> Result<TokenResponse, OAuthError> {
+    let status = response.status();
+    let body = response.into_body();
+    if !status.is_success() {
+        return Err(parse_error_body(status, &body));
+    }
+    if looks_like_html(&body) {
+        return Err(OAuthError::InvalidResponse {
+            status: status.as_u16(),
+            reason: "the body is HTML, not a JSON token response".to_owned(),
+        });
+    }
+    // A JSON error body with a 200 status happens on some servers; report it as the error it is.
+    if let Ok(err) = serde_json::from_slice::<SmartErrorResponse>(&body) {
+        if !body_has_access_token(&body) {
+            return Err(server_error(status, err));
+        }
+    }
+    let parsed: SmartTokenResponse =
+        serde_json::from_slice(&body).map_err(|e| OAuthError::InvalidResponse {
+            status: status.as_u16(),
+            reason: describe_json_error(&e),
+        })?;
+    match parsed.token_type() {
+        BasicTokenType::Bearer => {}
+        other => {
+            return Err(OAuthError::InvalidResponse {
+                status: status.as_u16(),
+                reason: format!("token_type is {:?}, expected Bearer", token_type_name(other)),
+            })
+        }
+    }
+    let access = parsed.access_token().secret();
+    if access.is_empty() {
+        return Err(OAuthError::InvalidResponse {
+            status: status.as_u16(),
+            reason: "access_token is empty".to_owned(),
+        });
+    }
+    let expires_in = parsed.expires_in();
+    let lifetime = expires_in.unwrap_or(DEFAULT_LIFETIME_WITHOUT_EXPIRES_IN);
+    let expires_at = now.checked_add(lifetime).unwrap_or(now);
+    let scope = match parsed.scopes() {
+        Some(scopes) => scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => requested_scope.to_owned(),
+    };
+    let extra = parsed.extra_fields().clone();
+    let mut token = StoredToken::new(AccessToken::new(access.as_str()), now, expires_at)
+        .with_token_type("Bearer")
+        .with_scope(scope)
+        .with_launch_context(extra.rest);
+    if let Some(rt) = parsed.refresh_token() {
+        token = token.with_refresh_token(RefreshToken::new(rt.secret().as_str()));
+    }
+    if let Some(id) = extra.id_token {
+        token = token.with_id_token(IdToken::new(id));
+    }
+    Ok(TokenResponse {
+        token,
+        expires_in_given: expires_in.is_some(),
+    })
+}
+
+fn body_has_access_token(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("access_token").map(|_| ()))
+        .is_some()
+}
+
+fn token_type_name(t: &BasicTokenType) -> String {
+    match t {
+        BasicTokenType::Bearer => "Bearer".to_owned(),
+        BasicTokenType::Mac => "MAC".to_owned(),
+        BasicTokenType::Extension(s) => s.chars().take(40).collect(),
+    }
+}
+
+/// Turns a non-2xx token-endpoint response into a typed error.
+pub(crate) fn parse_error_body(status: http::StatusCode, body: &[u8]) -> OAuthError {
+    match serde_json::from_slice::<SmartErrorResponse>(body) {
+        Ok(err) => server_error(status, err),
+        Err(_) => OAuthError::Status {
+            status: status.as_u16(),
+            excerpt: excerpt(body),
+        },
+    }
+}
+
+fn server_error(status: http::StatusCode, err: SmartErrorResponse) -> OAuthError {
+    let code = match err.error() {
+        BasicErrorResponseType::InvalidClient => OAuthErrorCode::InvalidClient,
+        BasicErrorResponseType::InvalidGrant => OAuthErrorCode::InvalidGrant,
+        BasicErrorResponseType::InvalidRequest => OAuthErrorCode::InvalidRequest,
+        BasicErrorResponseType::InvalidScope => OAuthErrorCode::InvalidScope,
+        BasicErrorResponseType::UnauthorizedClient => OAuthErrorCode::UnauthorizedClient,
+        BasicErrorResponseType::UnsupportedGrantType => OAuthErrorCode::UnsupportedGrantType,
+        BasicErrorResponseType::Extension(s) => OAuthErrorCode::Other(s.chars().take(80).collect()),
+    };
+    OAuthError::Server {
+        status: status.as_u16(),
+        code,
+        description: err
+            .error_description()
+            .map(|d| excerpt(d.as_bytes())),
+        uri: err.error_uri().map(|u| excerpt(u.as_bytes())),
+    }
+}
+
+pub(crate) fn looks_like_html(body: &[u8]) -> bool {
+    // JSON never starts with '<'; HTML and XML error pages do.
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
+}
+
+/// A JSON error described without quoting the input (a token response body carries the token).
+pub(crate) fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Eof => "the JSON is truncated".to_owned(),
+        Category::Syntax => "the body is not valid JSON".to_owned(),
+        Category::Data => {
+            // serde's data messages name the field and the expected type, never the value of a
+            // string (e.g. "missing field `access_token`", "invalid type: integer, expected a string").
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or("").to_owned();
+            format!("unexpected content: {msg}")
+        }
+        Category::Io => "the body could not be read".to_owned(),
+    };
+    format!("{what} (line {}, column {})", e.line(), e.column())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, body: &str) -> http::Response<Bytes> {
+        http::Response::builder()
+            .status(status)
+            .body(Bytes::from(body.to_owned()))
+            .unwrap()
+    }
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    /// SC-3.2, SC-2.13: the exact form of a client-credentials request.
+    #[test]
+    fn sc_3_2_request_form() {
+        let url = Url::parse("https://auth.example/token").unwrap();
+        let req = client_credentials_request(&url, "system/Patient.rs system/Observation.rs", "a.b.c")
+            .unwrap();
+        assert_eq!(req.method(), http::Method::POST);
+        assert_eq!(req.uri(), "https://auth.example/token");
+        assert_eq!(
+            req.headers()[CONTENT_TYPE],
+            "application/x-www-form-urlencoded"
+        );
+        assert_eq!(req.headers()[ACCEPT], "application/json");
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(req.body())
+            .into_owned()
+            .collect();
+        assert_eq!(
+            form,
+            vec![
+                ("grant_type".into(), "client_credentials".into()),
+                ("scope".into(), "system/Patient.rs system/Observation.rs".into()),
+                ("client_assertion_type".into(), JWT_BEARER_ASSERTION_TYPE.into()),
+                ("client_assertion".into(), "a.b.c".into()),
+            ]
+        );
+        assert_eq!(
+            req.extensions().get::<MaxResponseBytes>(),
+            Some(&MaxResponseBytes(MAX_TOKEN_RESPONSE_BYTES))
+        );
+    }
+
+    /// SC-3.4, SC-3.5: token_type case-insensitive; expires_in longer than 300 s accepted.
+    #[test]
+    fn sc_3_4_parses_success_case_insensitive_bearer() {
+        let r = parse_token_response(
+            response(
+                200,
+                r#"{"access_token":"tok","token_type":"bEaReR","expires_in":3600,"scope":"system/Patient.rs","extra":1}"#,
+            ),
+            now(),
+            "system/Patient.rs system/Observation.rs",
+        )
+        .unwrap();
+        assert!(r.expires_in_given);
+        assert_eq!(r.token.access_token.secret(), "tok");
+        assert_eq!(r.token.scope.as_deref(), Some("system/Patient.rs"));
+        assert_eq!(r.token.expires_at, now() + Duration::from_secs(3600));
+        assert_eq!(r.token.launch_context.get("extra"), Some(&serde_json::json!(1)));
+    }
+
+    /// SC-3.4: no expires_in → short conservative lifetime; no scope → the requested one.
+    #[test]
+    fn sc_3_4_missing_expires_in_and_scope() {
+        let r = parse_token_response(
+            response(200, r#"{"access_token":"tok","token_type":"Bearer"}"#),
+            now(),
+            "system/*.rs",
+        )
+        .unwrap();
+        assert!(!r.expires_in_given);
+        assert_eq!(r.token.expires_at, now() + DEFAULT_LIFETIME_WITHOUT_EXPIRES_IN);
+        assert_eq!(r.token.scope.as_deref(), Some("system/*.rs"));
+    }
+
+    /// SC-3.6: a refresh token is kept when sent, never required.
+    #[test]
+    fn sc_3_6_refresh_token_optional() {
+        let r = parse_token_response(
+            response(
+                200,
+                r#"{"access_token":"tok","token_type":"Bearer","expires_in":60,"refresh_token":"rt"}"#,
+            ),
+            now(),
+            "",
+        )
+        .unwrap();
+        assert_eq!(r.token.refresh_token.unwrap().secret(), "rt");
+    }
+
+    /// SC-3.7, SC-2.15: RFC 6749 §5.2 errors are typed; invalid_client may come with 401.
+    #[test]
+    fn sc_3_7_error_bodies_are_typed() {
+        let e = parse_token_response(
+            response(
+                401,
+                r#"{"error":"invalid_client","error_description":"bad assertion","error_uri":"https://x/doc"}"#,
+            ),
+            now(),
+            "",
+        )
+        .unwrap_err();
+        match &e {
+            OAuthError::Server {
+                status,
+                code,
+                description,
+                uri,
+            } => {
+                assert_eq!(*status, 401);
+                assert_eq!(*code, OAuthErrorCode::InvalidClient);
+                assert_eq!(description.as_deref(), Some("bad assertion"));
+                assert_eq!(uri.as_deref(), Some("https://x/doc"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(e.is_invalid_client());
+        for (body, code) in [
+            (r#"{"error":"invalid_scope"}"#, OAuthErrorCode::InvalidScope),
+            (r#"{"error":"invalid_grant"}"#, OAuthErrorCode::InvalidGrant),
+            (r#"{"error":"invalid_request"}"#, OAuthErrorCode::InvalidRequest),
+            (r#"{"error":"unauthorized_client"}"#, OAuthErrorCode::UnauthorizedClient),
+            (r#"{"error":"unsupported_grant_type"}"#, OAuthErrorCode::UnsupportedGrantType),
+            (r#"{"error":"slow_down"}"#, OAuthErrorCode::Other("slow_down".into())),
+        ] {
+            match parse_token_response(response(400, body), now(), "").unwrap_err() {
+                OAuthError::Server { code: c, .. } => assert_eq!(c, code, "{body}"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// Bad input from the server: a typed error that says what was wrong, and never the token.
+    #[test]
+    fn broken_server_responses_are_typed_errors() {
+        let cases = [
+            (200, "<html><body>Login</body></html>", "HTML"),
+            (200, r#"{"access_token":"SECRET-TOKEN","token_type":"Bearer","expires_in":3"#, "truncated"),
+            (200, r#"{"access_token":"SECRET-TOKEN","token_type":"Bearer","expires_in":"soon"}"#, "invalid type"),
+            (200, r#"{"token_type":"Bearer"}"#, "access_token"),
+            (200, r#"{"access_token":"SECRET-TOKEN"}"#, "token_type"),
+            (200, r#"{"access_token":"SECRET-TOKEN","token_type":"MAC"}"#, "expected Bearer"),
+            (200, r#"{"access_token":"","token_type":"Bearer"}"#, "empty"),
+            (200, r#"[1,2,3]"#, "unexpected content"),
+            (200, "", "truncated"),
+            (500, "<html>Internal error</html>", "500"),
+            (502, "upstream \u{1b}[31m failed", "502"),
+        ];
+        for (status, body, expect) in cases {
+            let e = parse_token_response(response(status, body), now(), "").unwrap_err();
+            let shown = e.to_string();
+            assert!(shown.contains(expect), "{body:?}: {shown}");
+            assert!(!shown.contains("SECRET-TOKEN"), "{shown}");
+            assert!(!shown.contains('\u{1b}'), "control characters escaped: {shown:?}");
+        }
+    }
+
+    #[test]
+    fn error_excerpt_is_bounded() {
+        let big = "x".repeat(10 * 1024 * 1024);
+        let e = parse_token_response(response(503, &big), now(), "").unwrap_err();
+        assert!(e.to_string().len() < 400);
+    }
+}
