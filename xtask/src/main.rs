@@ -1,2 +1,92 @@
 //! Project automation: `cargo xtask <command>`.
-fn main() {}
+//!
+//! * `ci`: formatting, clippy, tests, docs, the dependency gate and the integration tests:
+//!   the one test command of the project.
+//! * `test`: the workspace's unit and doc tests only.
+//! * `integration`: installs and starts the Node harness (`tests/servers/`), runs the
+//!   integration tests against it, and always stops it.
+//! * `demo`: a full Backend Services flow against the harness (the README's first command).
+//! * `deny`: `cargo deny --offline check bans licenses sources` (installs cargo-deny when missing).
+//! * `bench jwt`: client-assertion signatures per second beside `openssl speed`.
+
+mod bench;
+mod harness;
+mod util;
+
+use std::process::ExitCode;
+
+use util::{cargo, run, Result};
+
+const USAGE: &str = "usage: cargo xtask <ci|test|integration|demo|deny|bench jwt>";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("test") => unit_tests(),
+        Some("integration") => harness::integration(),
+        Some("demo") => harness::demo(),
+        Some("deny") => deny(args.iter().any(|a| a == "--advisories")),
+        Some("bench") => bench::run(args.get(1).map(String::as_str)),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ci() -> Result<()> {
+    let started = std::time::Instant::now();
+    util::step("rustfmt");
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    util::step("clippy");
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    unit_tests()?;
+    util::step("rustdoc");
+    run(cargo()
+        .args(["doc", "--workspace", "--no-deps", "--all-features"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    deny(false)?;
+    harness::integration()?;
+    eprintln!("xtask ci: all steps passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn unit_tests() -> Result<()> {
+    util::step("tests");
+    run(cargo().args(["test", "--workspace", "--all-features"]))
+}
+
+fn deny(advisories: bool) -> Result<()> {
+    util::step("cargo deny");
+    if !util::has_cargo_subcommand("deny") {
+        eprintln!("cargo-deny is missing: installing it with cargo install --locked");
+        run(cargo().args(["install", "--locked", "cargo-deny"]))?;
+    }
+    let mut checks = vec!["bans", "licenses", "sources"];
+    if advisories {
+        checks.push("advisories");
+    }
+    let mut cmd = cargo();
+    cmd.args(["deny"]);
+    if !advisories {
+        cmd.arg("--offline");
+    }
+    cmd.args(["check"]).args(checks);
+    run(&mut cmd)
+}

@@ -73,12 +73,11 @@ pub fn check_endpoint_url(url: &Url, what: &str, insecure: InsecureHttp) -> Resu
             let loopback = url.host().as_ref().is_some_and(is_loopback_host);
             match (loopback, insecure) {
                 (true, InsecureHttp::AllowLoopback) => {}
-                (true, InsecureHttp::Deny) => {
-                    return Err(UrlError::InsecureHttp {
-                        what: what.to_owned(),
-                        hint: " (allowed for a loopback host only with the explicit insecure-HTTP opt-in)",
-                    })
-                }
+                (true, InsecureHttp::Deny) => return Err(UrlError::InsecureHttp {
+                    what: what.to_owned(),
+                    hint:
+                        " (allowed for a loopback host only with the explicit insecure-HTTP opt-in)",
+                }),
                 (false, _) => {
                     return Err(UrlError::InsecureHttp {
                         what: what.to_owned(),
@@ -234,7 +233,10 @@ mod tests {
             b.smart_configuration_url().as_str(),
             "https://ehr.example/apis/fhir/.well-known/smart-configuration"
         );
-        assert_eq!(b.metadata_url().as_str(), "https://ehr.example/apis/fhir/metadata");
+        assert_eq!(
+            b.metadata_url().as_str(),
+            "https://ehr.example/apis/fhir/metadata"
+        );
     }
 
     #[test]
@@ -254,7 +256,10 @@ mod tests {
             root.smart_configuration_url().as_str(),
             "https://ehr.example/.well-known/smart-configuration"
         );
-        assert_eq!(root.join("/Patient/1").unwrap().as_str(), "https://ehr.example/Patient/1");
+        assert_eq!(
+            root.join("/Patient/1").unwrap().as_str(),
+            "https://ehr.example/Patient/1"
+        );
     }
 
     #[test]
@@ -277,20 +282,46 @@ mod tests {
             FhirBaseUrl::parse_with("http://ehr.example/fhir", InsecureHttp::AllowLoopback),
             Err(UrlError::InsecureHttp { .. })
         ));
-        for ok in ["http://localhost:1/fhir", "http://127.0.0.2/fhir", "http://[::1]:9/fhir"] {
-            assert!(FhirBaseUrl::parse_with(ok, InsecureHttp::AllowLoopback).is_ok(), "{ok}");
+        for ok in [
+            "http://localhost:1/fhir",
+            "http://127.0.0.2/fhir",
+            "http://[::1]:9/fhir",
+        ] {
+            assert!(
+                FhirBaseUrl::parse_with(ok, InsecureHttp::AllowLoopback).is_ok(),
+                "{ok}"
+            );
         }
         // A hostname that merely starts with "localhost" is not loopback.
-        assert!(FhirBaseUrl::parse_with("http://localhost.evil.example/", InsecureHttp::AllowLoopback).is_err());
+        assert!(FhirBaseUrl::parse_with(
+            "http://localhost.evil.example/",
+            InsecureHttp::AllowLoopback
+        )
+        .is_err());
     }
 
     #[test]
     fn refuses_other_schemes_queries_fragments_credentials() {
-        assert!(matches!(FhirBaseUrl::parse("ftp://x/"), Err(UrlError::Scheme { .. })));
-        assert!(matches!(FhirBaseUrl::parse("not a url"), Err(UrlError::Invalid { .. })));
-        assert!(matches!(FhirBaseUrl::parse("https://x/fhir?a=b"), Err(UrlError::Forbidden { .. })));
-        assert!(matches!(FhirBaseUrl::parse("https://x/fhir#f"), Err(UrlError::Forbidden { .. })));
-        assert!(matches!(FhirBaseUrl::parse("https://u:p@x/fhir"), Err(UrlError::Forbidden { .. })));
+        assert!(matches!(
+            FhirBaseUrl::parse("ftp://x/"),
+            Err(UrlError::Scheme { .. })
+        ));
+        assert!(matches!(
+            FhirBaseUrl::parse("not a url"),
+            Err(UrlError::Invalid { .. })
+        ));
+        assert!(matches!(
+            FhirBaseUrl::parse("https://x/fhir?a=b"),
+            Err(UrlError::Forbidden { .. })
+        ));
+        assert!(matches!(
+            FhirBaseUrl::parse("https://x/fhir#f"),
+            Err(UrlError::Forbidden { .. })
+        ));
+        assert!(matches!(
+            FhirBaseUrl::parse("https://u:p@x/fhir"),
+            Err(UrlError::Forbidden { .. })
+        ));
     }
 
     #[test]

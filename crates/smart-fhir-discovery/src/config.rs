@@ -276,6 +276,122 @@ impl SmartConfiguration {
         })
     }
 
+    /// The configuration as a `.well-known/smart-configuration` JSON document: every known field
+    /// with endpoints resolved (SC-1.5), absent fields left out, unknown fields kept, plus
+    /// `"source"` (`"well-known"` or `"capability-statement"`) saying where it came from.
+    pub fn to_json(&self) -> Value {
+        fn put<T: serde::Serialize>(m: &mut Map<String, Value>, k: &str, v: Option<T>) {
+            if let Some(v) = v.and_then(|v| serde_json::to_value(v).ok()) {
+                m.insert(k.to_owned(), v);
+            }
+        }
+        fn url(u: Option<&Url>) -> Option<&str> {
+            u.map(Url::as_str)
+        }
+        let mut m = self.extra.clone();
+        m.insert(
+            "source".to_owned(),
+            Value::from(match self.source {
+                ConfigurationSource::WellKnown => "well-known",
+                ConfigurationSource::CapabilityStatement => "capability-statement",
+            }),
+        );
+        put(&mut m, "issuer", self.issuer());
+        put(&mut m, "jwks_uri", url(self.jwks_uri()));
+        put(
+            &mut m,
+            "authorization_endpoint",
+            url(self.authorization_endpoint()),
+        );
+        put(
+            &mut m,
+            "token_endpoint",
+            Some(self.token_endpoint_as_advertised()),
+        );
+        put(
+            &mut m,
+            "token_endpoint_auth_methods_supported",
+            self.token_endpoint_auth_methods_supported(),
+        );
+        put(
+            &mut m,
+            "token_endpoint_auth_signing_alg_values_supported",
+            self.token_endpoint_auth_signing_alg_values_supported(),
+        );
+        put(
+            &mut m,
+            "registration_endpoint",
+            url(self.registration_endpoint()),
+        );
+        put(
+            &mut m,
+            "smart_app_state_endpoint",
+            url(self.smart_app_state_endpoint()),
+        );
+        put(
+            &mut m,
+            "associated_endpoints",
+            self.associated_endpoints().map(|eps| {
+                eps.iter()
+                    .map(|e| {
+                        serde_json::json!({
+                            "url": e.url.as_str(),
+                            "capabilities": e.capabilities.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            }),
+        );
+        put(
+            &mut m,
+            "user_access_brand_bundle",
+            url(self.user_access_brand_bundle()),
+        );
+        put(
+            &mut m,
+            "user_access_brand_identifier",
+            self.user_access_brand_identifier(),
+        );
+        put(&mut m, "scopes_supported", self.scopes_supported());
+        put(
+            &mut m,
+            "response_types_supported",
+            self.response_types_supported(),
+        );
+        put(
+            &mut m,
+            "management_endpoint",
+            url(self.management_endpoint()),
+        );
+        put(
+            &mut m,
+            "introspection_endpoint",
+            url(self.introspection_endpoint()),
+        );
+        put(
+            &mut m,
+            "revocation_endpoint",
+            url(self.revocation_endpoint()),
+        );
+        put(
+            &mut m,
+            "grant_types_supported",
+            self.grant_types_supported(),
+        );
+        put(
+            &mut m,
+            "code_challenge_methods_supported",
+            self.code_challenge_methods_supported(),
+        );
+        put(
+            &mut m,
+            "capabilities",
+            self.capabilities()
+                .map(|c| c.iter().map(ToString::to_string).collect::<Vec<_>>()),
+        );
+        Value::Object(m)
+    }
+
     /// The FHIR base this configuration was discovered for.
     pub fn base(&self) -> &FhirBaseUrl {
         &self.base
@@ -732,4 +848,41 @@ pub(crate) fn list(items: &[String]) -> String {
         text.push_str(&format!(", and {} more", items.len() - 10));
     }
     text
+}
+
+#[cfg(test)]
+mod to_json_tests {
+    use super::*;
+
+    /// SC-1.5, SC-1.6, SC-1.7: the JSON form keeps every field, resolves relative endpoints and
+    /// keeps unknown members.
+    #[test]
+    fn to_json_keeps_fields_resolves_endpoints_and_extras() {
+        let base = FhirBaseUrl::parse("https://ehr.example/fhir/r4").unwrap();
+        let body = br#"{
+            "issuer": "https://ehr.example/auth",
+            "token_endpoint": "https://ehr.example:443/auth/token",
+            "authorization_endpoint": "authorize",
+            "grant_types_supported": ["client_credentials"],
+            "capabilities": ["client-confidential-asymmetric", "x-custom"],
+            "code_challenge_methods_supported": ["S256"],
+            "associated_endpoints": [{"url": "https://ehr.example/dicom", "capabilities": ["launch-ehr"]}],
+            "vendor_field": {"a": 1}
+        }"#;
+        let c = SmartConfiguration::from_json(&base, body).unwrap();
+        let j = c.to_json();
+        assert_eq!(j["source"], "well-known");
+        assert_eq!(j["token_endpoint"], "https://ehr.example:443/auth/token");
+        assert_eq!(
+            j["authorization_endpoint"],
+            "https://ehr.example/fhir/authorize"
+        );
+        assert_eq!(j["capabilities"][1], "x-custom");
+        assert_eq!(
+            j["associated_endpoints"][0]["capabilities"][0],
+            "launch-ehr"
+        );
+        assert_eq!(j["vendor_field"]["a"], 1);
+        assert!(j.get("jwks_uri").is_none());
+    }
 }

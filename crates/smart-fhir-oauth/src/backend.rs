@@ -466,7 +466,7 @@ impl Inner {
 
     /// Gets a token from the store (another process may have fetched one) or from the server.
     async fn acquire(&self) -> Result<StoredToken, OAuthError> {
-        if let Some(t) = self.from_store().await? {
+        if let Some(t) = self.usable_from_store().await? {
             return Ok(t);
         }
         // Cross-process single flight: the lease holder fetches; others wait for its result in
@@ -484,7 +484,7 @@ impl Inner {
                 tokio::time::sleep(step).await;
                 waited += step;
                 step = (step * 2).min(Duration::from_millis(500));
-                if let Some(t) = self.from_store().await? {
+                if let Some(t) = self.usable_from_store().await? {
                     return Ok(t);
                 }
             }
@@ -503,7 +503,7 @@ impl Inner {
         Ok(token)
     }
 
-    async fn from_store(&self) -> Result<Option<StoredToken>, OAuthError> {
+    async fn usable_from_store(&self) -> Result<Option<StoredToken>, OAuthError> {
         let stored = self
             .store
             .get(&self.store_key)
@@ -536,16 +536,13 @@ impl Inner {
             .map_err(OAuthError::Assertion)?;
         let request = client_credentials_request(&endpoint.url, &self.scope, assertion.secret())?;
         drop(assertion);
-        let response = self
-            .http
-            .execute(request)
-            .await
-            .map_err(OAuthError::Http)?;
+        let response = self.http.execute(request).await.map_err(OAuthError::Http)?;
         if response.status().is_redirection() {
             return Err(OAuthError::Status {
                 status: response.status().as_u16(),
-                excerpt: "the token endpoint redirected; redirects are not followed for token requests"
-                    .to_owned(),
+                excerpt:
+                    "the token endpoint redirected; redirects are not followed for token requests"
+                        .to_owned(),
             });
         }
         let parsed = parse_token_response(response, self.clock.now(), &self.scope)?;
@@ -621,7 +618,8 @@ impl AccessTokenProvider for BackendServices {
                 } else {
                     ProviderErrorKind::Unavailable
                 };
-                ProviderError::new(kind, "cannot get a Backend Services access token").with_source(e)
+                ProviderError::new(kind, "cannot get a Backend Services access token")
+                    .with_source(e)
             })
     }
 

@@ -126,7 +126,10 @@ pub fn parse_token_response(
         other => {
             return Err(OAuthError::InvalidResponse {
                 status: status.as_u16(),
-                reason: format!("token_type is {:?}, expected Bearer", token_type_name(other)),
+                reason: format!(
+                    "token_type is {:?}, expected Bearer",
+                    token_type_name(other)
+                ),
             })
         }
     }
@@ -204,9 +207,7 @@ fn server_error(status: http::StatusCode, err: SmartErrorResponse) -> OAuthError
     OAuthError::Server {
         status: status.as_u16(),
         code,
-        description: err
-            .error_description()
-            .map(|d| excerpt(d.as_bytes())),
+        description: err.error_description().map(|d| excerpt(d.as_bytes())),
         uri: err.error_uri().map(|u| excerpt(u.as_bytes())),
     }
 }
@@ -253,8 +254,9 @@ mod tests {
     #[test]
     fn sc_3_2_request_form() {
         let url = Url::parse("https://auth.example/token").unwrap();
-        let req = client_credentials_request(&url, "system/Patient.rs system/Observation.rs", "a.b.c")
-            .unwrap();
+        let req =
+            client_credentials_request(&url, "system/Patient.rs system/Observation.rs", "a.b.c")
+                .unwrap();
         assert_eq!(req.method(), http::Method::POST);
         assert_eq!(req.uri(), "https://auth.example/token");
         assert_eq!(
@@ -269,8 +271,14 @@ mod tests {
             form,
             vec![
                 ("grant_type".into(), "client_credentials".into()),
-                ("scope".into(), "system/Patient.rs system/Observation.rs".into()),
-                ("client_assertion_type".into(), JWT_BEARER_ASSERTION_TYPE.into()),
+                (
+                    "scope".into(),
+                    "system/Patient.rs system/Observation.rs".into()
+                ),
+                (
+                    "client_assertion_type".into(),
+                    JWT_BEARER_ASSERTION_TYPE.into()
+                ),
                 ("client_assertion".into(), "a.b.c".into()),
             ]
         );
@@ -296,7 +304,10 @@ mod tests {
         assert_eq!(r.token.access_token.secret(), "tok");
         assert_eq!(r.token.scope.as_deref(), Some("system/Patient.rs"));
         assert_eq!(r.token.expires_at, now() + Duration::from_secs(3600));
-        assert_eq!(r.token.launch_context.get("extra"), Some(&serde_json::json!(1)));
+        assert_eq!(
+            r.token.launch_context.get("extra"),
+            Some(&serde_json::json!(1))
+        );
     }
 
     /// SC-3.4: no expires_in → short conservative lifetime; no scope → the requested one.
@@ -309,7 +320,10 @@ mod tests {
         )
         .unwrap();
         assert!(!r.expires_in_given);
-        assert_eq!(r.token.expires_at, now() + DEFAULT_LIFETIME_WITHOUT_EXPIRES_IN);
+        assert_eq!(
+            r.token.expires_at,
+            now() + DEFAULT_LIFETIME_WITHOUT_EXPIRES_IN
+        );
         assert_eq!(r.token.scope.as_deref(), Some("system/*.rs"));
     }
 
@@ -358,10 +372,22 @@ mod tests {
         for (body, code) in [
             (r#"{"error":"invalid_scope"}"#, OAuthErrorCode::InvalidScope),
             (r#"{"error":"invalid_grant"}"#, OAuthErrorCode::InvalidGrant),
-            (r#"{"error":"invalid_request"}"#, OAuthErrorCode::InvalidRequest),
-            (r#"{"error":"unauthorized_client"}"#, OAuthErrorCode::UnauthorizedClient),
-            (r#"{"error":"unsupported_grant_type"}"#, OAuthErrorCode::UnsupportedGrantType),
-            (r#"{"error":"slow_down"}"#, OAuthErrorCode::Other("slow_down".into())),
+            (
+                r#"{"error":"invalid_request"}"#,
+                OAuthErrorCode::InvalidRequest,
+            ),
+            (
+                r#"{"error":"unauthorized_client"}"#,
+                OAuthErrorCode::UnauthorizedClient,
+            ),
+            (
+                r#"{"error":"unsupported_grant_type"}"#,
+                OAuthErrorCode::UnsupportedGrantType,
+            ),
+            (
+                r#"{"error":"slow_down"}"#,
+                OAuthErrorCode::Other("slow_down".into()),
+            ),
         ] {
             match parse_token_response(response(400, body), now(), "").unwrap_err() {
                 OAuthError::Server { code: c, .. } => assert_eq!(c, code, "{body}"),
@@ -375,11 +401,23 @@ mod tests {
     fn broken_server_responses_are_typed_errors() {
         let cases = [
             (200, "<html><body>Login</body></html>", "HTML"),
-            (200, r#"{"access_token":"SECRET-TOKEN","token_type":"Bearer","expires_in":3"#, "truncated"),
-            (200, r#"{"access_token":"SECRET-TOKEN","token_type":"Bearer","expires_in":"soon"}"#, "invalid type"),
+            (
+                200,
+                r#"{"access_token":"SECRET-TOKEN","token_type":"Bearer","expires_in":3"#,
+                "truncated",
+            ),
+            (
+                200,
+                r#"{"access_token":"SECRET-TOKEN","token_type":"Bearer","expires_in":"soon"}"#,
+                "invalid type",
+            ),
             (200, r#"{"token_type":"Bearer"}"#, "access_token"),
             (200, r#"{"access_token":"SECRET-TOKEN"}"#, "token_type"),
-            (200, r#"{"access_token":"SECRET-TOKEN","token_type":"MAC"}"#, "expected Bearer"),
+            (
+                200,
+                r#"{"access_token":"SECRET-TOKEN","token_type":"MAC"}"#,
+                "expected Bearer",
+            ),
             (200, r#"{"access_token":"","token_type":"Bearer"}"#, "empty"),
             (200, r#"[1,2,3]"#, "unexpected content"),
             (200, "", "truncated"),
@@ -391,7 +429,10 @@ mod tests {
             let shown = e.to_string();
             assert!(shown.contains(expect), "{body:?}: {shown}");
             assert!(!shown.contains("SECRET-TOKEN"), "{shown}");
-            assert!(!shown.contains('\u{1b}'), "control characters escaped: {shown:?}");
+            assert!(
+                !shown.contains('\u{1b}'),
+                "control characters escaped: {shown:?}"
+            );
         }
     }
 

@@ -78,10 +78,7 @@ struct FakeClient(Arc<Fake>);
 
 #[async_trait]
 impl HttpClient for FakeClient {
-    async fn execute(
-        &self,
-        req: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, HttpError> {
+    async fn execute(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, HttpError> {
         let uri = req.uri().to_string();
         let (status, body) = if uri == format!("{BASE}/.well-known/smart-configuration") {
             assert_eq!(req.method(), http::Method::GET);
@@ -164,9 +161,15 @@ async fn single_flight_10000_callers_one_token_request() {
 async fn single_flight_shares_the_error_then_retries_sc_3_7() {
     let fake = Fake::new(|n| {
         if n == 1 {
-            (401, r#"{"error":"invalid_client","error_description":"unknown key"}"#.into())
+            (
+                401,
+                r#"{"error":"invalid_client","error_description":"unknown key"}"#.into(),
+            )
         } else {
-            (200, r#"{"access_token":"ok","token_type":"Bearer","expires_in":300}"#.into())
+            (
+                200,
+                r#"{"access_token":"ok","token_type":"Bearer","expires_in":300}"#.into(),
+            )
         }
     });
     let backend = builder(&fake).build().unwrap();
@@ -208,7 +211,10 @@ async fn sc_3_8_renews_a_buffer_before_expiry() {
 #[tokio::test]
 async fn sc_3_4_missing_expires_in_gets_a_short_lifetime() {
     let fake = Fake::new(|n| {
-        (200, format!(r#"{{"access_token":"t{n}","token_type":"Bearer"}}"#))
+        (
+            200,
+            format!(r#"{{"access_token":"t{n}","token_type":"Bearer"}}"#),
+        )
     });
     let clock = FixedClock::at_unix(1_800_000_000);
     let backend = builder(&fake).clock(clock.clone()).build().unwrap();
@@ -331,7 +337,10 @@ async fn load_timeout_bounds_a_hanging_server() {
         .build()
         .unwrap();
     let err = backend.access_token().await.unwrap_err();
-    assert!(matches!(&err, OAuthError::Shared(e) if matches!(**e, OAuthError::Timeout(_))), "{err:?}");
+    assert!(
+        matches!(&err, OAuthError::Shared(e) if matches!(**e, OAuthError::Timeout(_))),
+        "{err:?}"
+    );
 }
 
 /// The builder refuses incomplete or unsafe configuration with a typed error.
@@ -343,8 +352,14 @@ fn builder_refuses_bad_configuration() {
         (builder(&fake).client_id(" "), "client_id"),
         (builder(&fake).scope("patient/Observation.rx"), "scope"),
         (builder(&fake).scope("   "), "scope"),
-        (builder(&fake).assertion_lifetime(Duration::from_secs(301)), "assertion_lifetime"),
-        (builder(&fake).token_endpoint("http://auth.example/token"), "http"),
+        (
+            builder(&fake).assertion_lifetime(Duration::from_secs(301)),
+            "assertion_lifetime",
+        ),
+        (
+            builder(&fake).token_endpoint("http://auth.example/token"),
+            "http",
+        ),
         (builder(&fake).jku("ftp://x/jwks"), "jku"),
     ];
     for (b, expect) in cases {

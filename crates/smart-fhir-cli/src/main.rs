@@ -1,0 +1,105 @@
+//! `smart-fhir`: the command-line tool for the people who register, test and debug SMART on
+//! FHIR clients.
+//!
+//! Exit codes: 0 success; 1 a failure, with a one-line reason on stderr; 2 bad usage.
+#![forbid(unsafe_code)]
+
+/// `println!` that does not panic when stdout is closed (e.g. piped into `head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+mod keys;
+mod scope;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Register, test and debug SMART on FHIR clients.
+#[derive(Debug, Parser)]
+#[command(name = "smart-fhir", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a signing key: a PKCS#8 private key (mode 0600) and, if asked, its public JWKS.
+    Keygen(keys::KeygenArgs),
+    /// Print the public JWKS of a private key (PEM, JWK or JWKS): what you register with a server.
+    Jwks(keys::JwksArgs),
+    /// Print one signed client assertion (private_key_jwt), for debugging a token endpoint.
+    Assertion(keys::AssertionArgs),
+    /// Parse, normalise and compare SMART scopes.
+    #[command(subcommand)]
+    Scope(scope::ScopeCommand),
+    /// Fetch and show a server's SMART configuration.
+    Discover(server::DiscoverArgs),
+    /// Get a Backend Services access token (client credentials with a signed assertion).
+    Token(server::TokenArgs),
+}
+
+/// A failure: printed as one line on stderr, exit code 1.
+#[derive(Debug)]
+pub struct Failure(String);
+
+impl Failure {
+    /// A failure with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    /// A failure from an error and its whole source chain, on one line.
+    pub fn from_error(context: &str, e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut text = format!("{context}: {e}");
+        let mut source = e.source();
+        while let Some(s) = source {
+            let piece = s.to_string();
+            if !text.contains(&piece) {
+                text.push_str(": ");
+                text.push_str(&piece);
+            }
+            source = s.source();
+        }
+        Self(text)
+    }
+}
+
+/// The CLI's result type.
+pub type Result<T> = std::result::Result<T, Failure>;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Keygen(a) => keys::keygen(a),
+        Command::Jwks(a) => keys::jwks(a),
+        Command::Assertion(a) => keys::assertion(a),
+        Command::Scope(c) => scope::run(c),
+        Command::Discover(a) => server::discover(a),
+        Command::Token(a) => server::token(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure(message)) => {
+            let one_line: String = message
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            eprintln!("smart-fhir: {one_line}");
+            ExitCode::from(1)
+        }
+    }
+}

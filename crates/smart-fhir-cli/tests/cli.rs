@@ -1,0 +1,375 @@
+//! The `smart-fhir` binary, run as a person runs it, for the commands that need no server.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use smart_fhir_jwt::{verify, Algorithm, Jwks};
+
+fn cli(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_smart-fhir"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run smart-fhir")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit 1 with exactly one line on stderr, and no panic.
+fn assert_failure(o: &Output, expect: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(expect), "expected {expect:?} in {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// SC-2.1, SC-2.3, SC-2.4, SC-2.16: keygen writes a PKCS#8 key readable only by its owner and a
+/// public JWKS with no private members; prints the kid; never overwrites without --force.
+#[test]
+fn sc_2_4_keygen_writes_private_key_0600_and_public_jwks() {
+    let dir = tempfile::tempdir().unwrap();
+    for (alg, kty, crv) in [
+        ("RS384", "RSA", None),
+        ("ES384", "EC", Some("P-384")),
+        ("ES256", "EC", Some("P-256")),
+        ("RS256", "RSA", None),
+        ("PS384", "RSA", None),
+    ] {
+        let pem = format!("{alg}.pem");
+        let jwks = format!("{alg}.json");
+        let o = cli(
+            &["keygen", "--alg", alg, "--out", &pem, "--jwks", &jwks],
+            dir.path(),
+        );
+        assert!(o.status.success(), "{alg}: {}", stderr(&o));
+        let kid = stdout(&o).trim().to_owned();
+        assert!(!kid.is_empty());
+        let text = std::fs::read_to_string(dir.path().join(&pem)).unwrap();
+        assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(&pem))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{alg}");
+        }
+        let set: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(&jwks)).unwrap())
+                .unwrap();
+        let key = &set["keys"][0];
+        assert_eq!(key["kty"], kty);
+        assert_eq!(key["kid"], kid.as_str());
+        if let Some(crv) = crv {
+            assert_eq!(key["crv"], crv);
+        }
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(key.get(private).is_none(), "{alg} publishes {private}");
+        }
+        // `jwks` on the private key prints the same public key.
+        let o = cli(&["jwks", &pem], dir.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let again: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(again, set);
+    }
+    let o = cli(
+        &["keygen", "--alg", "ES384", "--out", "ES384.pem"],
+        dir.path(),
+    );
+    assert_failure(&o, "exists");
+    let o = cli(
+        &["keygen", "--alg", "ES384", "--out", "ES384.pem", "--force"],
+        dir.path(),
+    );
+    assert!(o.status.success());
+}
+
+/// SC-2.9, SC-2.10, SC-2.11: the assertion verifies with the published JWKS and carries the
+/// required header and claims; a fresh jti each time.
+#[test]
+fn sc_2_10_assertion_verifies_against_the_published_jwks() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cli(
+        &[
+            "keygen", "--alg", "RS384", "--out", "k.pem", "--jwks", "k.json",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let jwks: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("k.json")).unwrap()).unwrap();
+    let jwks = Jwks::from_value(&jwks).unwrap();
+    let args = [
+        "assertion",
+        "--key",
+        "k.pem",
+        "--client-id",
+        "my-app",
+        "--token-url",
+        "https://auth.example/token",
+        "--jku",
+        "https://app.example/jwks.json",
+    ];
+    let mut jtis = vec![];
+    for _ in 0..2 {
+        let o = cli(&args, dir.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let jwt = stdout(&o).trim().to_owned();
+        let v = verify(&jwt, &jwks, &[Algorithm::RS384]).expect("verifies");
+        assert_eq!(v.issuer(), Some("my-app"));
+        assert_eq!(v.subject(), Some("my-app"));
+        assert!(v.has_audience("https://auth.example/token"));
+        let c = v.claims();
+        let exp = c["exp"].as_u64().unwrap();
+        let iat = c["iat"].as_u64().unwrap();
+        assert_eq!(exp - iat, 120, "default lifetime");
+        jtis.push(c["jti"].as_str().unwrap().to_owned());
+        let header = jwt.split('.').next().unwrap();
+        let header: serde_json::Value = serde_json::from_slice(&base64_url_decode(header)).unwrap();
+        assert_eq!(header["typ"], "JWT");
+        assert_eq!(header["alg"], "RS384");
+        assert_eq!(header["jku"], "https://app.example/jwks.json");
+    }
+    assert_ne!(jtis[0], jtis[1]);
+
+    let o = cli(
+        &[
+            "assertion",
+            "--key",
+            "k.pem",
+            "--client-id",
+            "a",
+            "--token-url",
+            "https://a/t",
+            "--lifetime",
+            "301",
+        ],
+        dir.path(),
+    );
+    assert_failure(&o, "lifetime");
+    let o = cli(
+        &[
+            "assertion",
+            "--key",
+            "k.pem",
+            "--client-id",
+            "a",
+            "--token-url",
+            "https://a/t",
+            "--alg",
+            "ES384",
+        ],
+        dir.path(),
+    );
+    assert_failure(&o, "ES384");
+    let o = cli(
+        &[
+            "assertion",
+            "--key",
+            "k.pem",
+            "--client-id",
+            "",
+            "--token-url",
+            "https://a/t",
+        ],
+        dir.path(),
+    );
+    assert_failure(&o, "client");
+    let o = cli(
+        &[
+            "assertion",
+            "--key",
+            "k.pem",
+            "--client-id",
+            "a",
+            "--token-url",
+            "/token",
+        ],
+        dir.path(),
+    );
+    assert_failure(&o, "aud");
+}
+
+fn base64_url_decode(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = vec![];
+    for c in s.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == c).expect("base64url") as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
+}
+
+/// P5, P13: bad key files fail with one line and never echo key material.
+#[test]
+fn bad_key_files_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("junk.pem"),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("weak.pem"),
+        include_str!("../../smart-fhir-jwt/tests/fixtures/rsa1024_pkcs1.pem"),
+    )
+    .unwrap();
+    let o = cli(&["jwks", "junk.pem"], dir.path());
+    assert_failure(&o, "junk.pem");
+    assert!(!stderr(&o).contains("AAAA"));
+    let o = cli(&["jwks", "weak.pem"], dir.path());
+    assert_failure(&o, "2048");
+    let o = cli(&["jwks", "missing.pem"], dir.path());
+    assert_failure(&o, "missing.pem");
+}
+
+/// SC-5.1, SC-5.5, SC-5.10: `scope parse` prints JSON; a bad scope is a one-line error.
+#[test]
+fn sc_5_1_scope_parse_prints_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cli(
+        &[
+            "scope",
+            "parse",
+            "patient/Observation.rs?category=laboratory launch/patient",
+            "openid",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let a = v.as_array().unwrap();
+    assert_eq!(a.len(), 3);
+    assert_eq!(a[0]["context"], "patient");
+    assert_eq!(a[0]["resource"], "Observation");
+    assert_eq!(a[0]["permissions"], "rs");
+    assert_eq!(
+        a[0]["canonical"],
+        "patient/Observation.rs?category=laboratory"
+    );
+    assert_eq!(a[1]["kind"], "launch");
+    let o = cli(&["scope", "parse", "patient/Observation.rx"], dir.path());
+    assert_failure(&o, "patient/Observation.rx");
+}
+
+/// SC-5.7, SC-5.8: `scope normalize` maps v1 to v2 and merges.
+#[test]
+fn sc_5_7_scope_normalize() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cli(
+        &[
+            "scope",
+            "normalize",
+            "patient/Observation.read patient/Observation.s user/*.write",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("patient/Observation.rs"), "{out}");
+    assert!(out.contains("user/*.cud"), "{out}");
+    assert!(!out.contains("read"), "{out}");
+}
+
+/// SC-5.16: `scope covers` exits 0 when covered, 1 with what is missing otherwise.
+#[test]
+fn sc_5_16_scope_covers_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cli(
+        &[
+            "scope",
+            "covers",
+            "--granted",
+            "patient/*.rs",
+            "--requested",
+            "patient/Observation.r",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let o = cli(
+        &[
+            "scope",
+            "covers",
+            "--granted",
+            "patient/Observation.rs?category=x",
+            "--requested",
+            "patient/Observation.rs",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("patient/Observation.rs"),
+        "{}",
+        stdout(&o)
+    );
+    let o = cli(
+        &[
+            "scope",
+            "covers",
+            "--granted",
+            "user/*.cruds",
+            "--requested",
+            "patient/Observation.r",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1), "contexts never cross");
+}
+
+/// Bad usage exits 2; help exits 0.
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["bogus"],
+        vec![],
+        vec!["keygen", "--alg", "HS256", "--out", "x.pem"],
+        vec!["keygen", "--alg", "RS384"],
+        vec!["token", "--fhir-base", "https://x"],
+        vec!["scope", "covers", "--granted", "openid"],
+    ] {
+        let o = cli(&args, dir.path());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"));
+    }
+    let o = cli(&["--help"], dir.path());
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("keygen"));
+}
+
+/// P7: plain http without the opt-in is refused before any connection, naming the option;
+/// with it, an unreachable loopback server is a one-line connection error.
+#[test]
+fn p7_http_needs_opt_in_and_failures_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cli(&["discover", "http://127.0.0.1:9/fhir"], dir.path());
+    assert_failure(&o, "--insecure-http");
+    let o = cli(
+        &["discover", "http://ehr.example/fhir", "--insecure-http"],
+        dir.path(),
+    );
+    assert_failure(&o, "not loopback");
+    let o = cli(
+        &["discover", "http://127.0.0.1:9/fhir", "--insecure-http"],
+        dir.path(),
+    );
+    assert_failure(&o, "127.0.0.1:9");
+}

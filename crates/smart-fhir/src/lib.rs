@@ -1,0 +1,51 @@
+//! SMART on FHIR for Rust backends.
+//!
+//! This facade re-exports the `smart-fhir` crates; depend on it, or on just the small crate you
+//! need:
+//!
+//! | module | crate | for |
+//! |---|---|---|
+//! | [`core`] | `smart-fhir-core` | secret types, `HttpClient`, `Clock`, `FhirBaseUrl` |
+//! | [`scopes`] | `smart-fhir-scopes` | SMART v1/v2 scopes: parse, build, normalise, compare |
+//! | [`pkce`] | `smart-fhir-pkce` | PKCE S256, `state`, `nonce` |
+//! | [`jwt`] | `smart-fhir-jwt` | keys, JWKS, client assertions, JWS verification |
+//! | [`discovery`] | `smart-fhir-discovery` | `.well-known/smart-configuration` and fallback |
+//! | [`store`] | `smart-fhir-store` | token and session stores, `AccessTokenProvider` |
+//! | [`oauth`] | `smart-fhir-oauth` | the Backend Services token source |
+//! | [`http`] | `smart-fhir-http` | the hyper + rustls transport |
+//!
+//! ```no_run
+//! use smart_fhir::{BackendServices, FhirBaseUrl, HyperHttpClient, PrivateKey};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let backend = BackendServices::builder()
+//!     .fhir_base(FhirBaseUrl::parse("https://ehr.example/fhir")?)
+//!     .client_id("my-backend")
+//!     .scope("system/Patient.rs")
+//!     .private_key(PrivateKey::from_pem(&std::fs::read_to_string("client.pem")?)?)
+//!     .http_client(HyperHttpClient::builder().build()?)
+//!     .build()?;
+//! let token = backend.token().await?;
+//! println!("granted: {:?}", token.scope);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub use smart_fhir_core as core;
+pub use smart_fhir_discovery as discovery;
+pub use smart_fhir_http as http;
+pub use smart_fhir_jwt as jwt;
+pub use smart_fhir_oauth as oauth;
+pub use smart_fhir_pkce as pkce;
+pub use smart_fhir_scopes as scopes;
+pub use smart_fhir_store as store;
+
+pub use smart_fhir_core::{
+    AccessToken, Clock, FhirBaseUrl, HttpClient, InsecureHttp, SharedHttpClient, SystemClock,
+};
+pub use smart_fhir_http::HyperHttpClient;
+pub use smart_fhir_jwt::{Algorithm, PrivateKey};
+pub use smart_fhir_oauth::{BackendServices, OAuthError};
+pub use smart_fhir_scopes::ScopeSet;
+pub use smart_fhir_store::{AccessTokenProvider, MemoryTokenStore, StoredToken, TokenStore};

@@ -1,0 +1,275 @@
+//! The Node integration harness (`tests/servers/`): install, start, wait for readiness, stop.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::util::{cargo, output, root, run, step, Result};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A running harness; stopped when dropped, also when a step fails or panics.
+pub struct Harness {
+    child: Child,
+    pub ready: Value,
+    pub started_in: Duration,
+}
+
+impl Harness {
+    pub fn base(&self) -> Result<String> {
+        self.ready
+            .get("base")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| "HARNESS_READY line has no \"base\"".to_owned())
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("harness stopped");
+    }
+}
+
+pub fn servers_dir() -> PathBuf {
+    root().join("tests").join("servers")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// `npm ci` when `node_modules` is missing or older than the lockfile.
+pub fn npm_install() -> Result<()> {
+    let dir = servers_dir();
+    let lock = dir.join("package-lock.json");
+    let marker = dir.join("node_modules").join(".package-lock.json");
+    let fresh = match (std::fs::metadata(&lock), std::fs::metadata(&marker)) {
+        (Ok(l), Ok(m)) => match (l.modified(), m.modified()) {
+            (Ok(l), Ok(m)) => m >= l,
+            _ => false,
+        },
+        _ => false,
+    };
+    if fresh {
+        eprintln!("node_modules is up to date");
+        return Ok(());
+    }
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&dir))
+}
+
+/// Starts the harness with `config` and waits for its `HARNESS_READY` line.
+pub fn start(config: &Path) -> Result<Harness> {
+    let started = Instant::now();
+    let mut child = Command::new("node")
+        .arg(servers_dir().join("harness.mjs"))
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start node: {e}"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| "harness stdout unavailable".to_owned())?;
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            if let Some(rest) = line.strip_prefix("HARNESS_READY ") {
+                let _ = tx.send(rest.to_owned());
+            } else {
+                eprintln!("[harness] {line}");
+            }
+        }
+    });
+    let mut harness = Harness {
+        child,
+        ready: Value::Null,
+        started_in: Duration::ZERO,
+    };
+    let line = rx.recv_timeout(READY_TIMEOUT).map_err(|_| {
+        let status = harness.child.try_wait().ok().flatten();
+        format!("the harness was not ready within {READY_TIMEOUT:?} (exit status: {status:?})")
+    })?;
+    harness.started_in = started.elapsed();
+    harness.ready =
+        serde_json::from_str(&line).map_err(|e| format!("bad HARNESS_READY line: {e}"))?;
+    eprintln!(
+        "harness ready in {} ms at {}",
+        harness.started_in.as_millis(),
+        harness.base()?
+    );
+    Ok(harness)
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Builds the CLI and returns the path of the `smart-fhir` binary.
+fn build_cli() -> Result<PathBuf> {
+    run(cargo().args(["build", "--quiet", "-p", "smart-fhir-cli"]))?;
+    let bin = target_dir().join("debug").join("smart-fhir");
+    if bin.exists() {
+        Ok(bin)
+    } else {
+        Err(format!("{} was not built", bin.display()))
+    }
+}
+
+/// Generates a key pair with the project's own CLI; returns the public JWKS.
+fn keygen(bin: &Path, dir: &Path, name: &str, alg: &str) -> Result<Value> {
+    let pem = dir.join(format!("{name}.pem"));
+    let jwks = dir.join(format!("{name}.jwks.json"));
+    output(
+        Command::new(bin)
+            // The default kid (the RFC 7638 thumbprint) is also what a PEM key signs with.
+            .args(["keygen", "--alg", alg, "--out"])
+            .arg(&pem)
+            .arg("--jwks")
+            .arg(&jwks),
+    )?;
+    read_json(&jwks)
+}
+
+/// The keys, clients and configuration the integration tests use.
+struct Fixture {
+    dir: PathBuf,
+    config: PathBuf,
+    jwks_port: u16,
+    bin: PathBuf,
+}
+
+fn prepare() -> Result<Fixture> {
+    step("integration: npm ci (tests/servers)");
+    npm_install()?;
+    step("integration: build the CLI and generate keys with it");
+    let bin = build_cli()?;
+    let dir = target_dir().join("integration");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let rs = keygen(&bin, &dir, "rs384", "RS384")?;
+    let es = keygen(&bin, &dir, "es384", "ES384")?;
+    let jku = keygen(&bin, &dir, "jku-rs384", "RS384")?;
+    // Generated but never registered: the server must refuse it.
+    keygen(&bin, &dir, "unregistered", "RS384")?;
+    let jwks_port = free_port()?;
+    let jwks_uri = format!("http://127.0.0.1:{jwks_port}/jwks.json");
+    let mut clients = vec![];
+    // One client per test where the harness counts token requests per client, so that the counts
+    // of one test are not disturbed by another.
+    for id in [
+        "it-rs384",
+        "it-single-flight",
+        "it-single-flight-expired",
+        "it-renew",
+        "it-unregistered",
+        "it-cli",
+        "it-demo",
+    ] {
+        clients.push(json!({"client_id": id, "jwks": rs}));
+    }
+    clients.push(json!({"client_id": "it-es384", "jwks": es}));
+    clients.push(json!({"client_id": "it-jku", "jwks_uri": jwks_uri}));
+    let config = dir.join("harness-config.json");
+    let body = json!({"port": 0, "clients": clients});
+    std::fs::write(&config, body.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
+    std::fs::copy(dir.join("jku-rs384.jwks.json"), dir.join("jwks.json"))
+        .map_err(|e| format!("jwks copy: {e}"))?;
+    let _ = jku;
+    Ok(Fixture {
+        dir,
+        config,
+        jwks_port,
+        bin,
+    })
+}
+
+pub fn integration() -> Result<()> {
+    let fx = prepare()?;
+    step("integration: start the harness");
+    let harness = start(&fx.config)?;
+    let base = harness.base()?;
+    step("integration: tests");
+    let patient_ids = harness
+        .ready
+        .get("patient_ids")
+        .map(Value::to_string)
+        .unwrap_or_else(|| "[]".to_owned());
+    let result = run(cargo()
+        .args([
+            "test",
+            "-p",
+            "smart-fhir-integration-tests",
+            "--features",
+            "harness",
+            "--",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env("SMART_FHIR_IT_BASE", &base)
+        .env("SMART_FHIR_IT_DIR", &fx.dir)
+        .env("SMART_FHIR_IT_JWKS_PORT", fx.jwks_port.to_string())
+        .env("SMART_FHIR_IT_PATIENT_IDS", patient_ids)
+        .env("SMART_FHIR_BIN", &fx.bin));
+    eprintln!(
+        "integration: harness start time {} ms",
+        harness.started_in.as_millis()
+    );
+    drop(harness);
+    result
+}
+
+pub fn demo() -> Result<()> {
+    let fx = prepare()?;
+    step("demo: start the harness");
+    let harness = start(&fx.config)?;
+    let base = harness.base()?;
+    let key = fx.dir.join("rs384.pem");
+    step("demo: discover");
+    run(Command::new(&fx.bin).args(["discover", &base, "--insecure-http"]))?;
+    step("demo: Backend Services token, then a FHIR read, through the library");
+    let result = run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "smart-fhir",
+            "--example",
+            "backend_services",
+            "--",
+            "--fhir-base",
+            &base,
+            "--client-id",
+            "it-demo",
+            "--scope",
+            "system/Patient.rs system/Observation.rs",
+            "--insecure-http",
+            "--key",
+        ])
+        .arg(&key));
+    drop(harness);
+    result
+}
