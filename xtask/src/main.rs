@@ -78,6 +78,9 @@ fn deny(advisories: bool) -> Result<()> {
         eprintln!("cargo-deny is missing: installing it with cargo install --locked");
         run(cargo().args(["install", "--locked", "cargo-deny"]))?;
     }
+    // The offline check reads every package's manifest, for every platform: fetch them first
+    // (from crates.io; a no-op when they are already in the local cache).
+    run(cargo().args(["fetch", "--quiet"]))?;
     let mut checks = vec!["bans", "licenses", "sources"];
     if advisories {
         checks.push("advisories");
