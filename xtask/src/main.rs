@@ -69,7 +69,14 @@ fn ci() -> Result<()> {
 
 fn unit_tests() -> Result<()> {
     util::step("tests");
-    run(cargo().args(["test", "--workspace", "--all-features"]))
+    // The integration tests need the harness: `integration` runs them.
+    run(cargo().args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "smart-fhir-integration-tests",
+        "--all-features",
+    ]))
 }
 
 fn deny(advisories: bool) -> Result<()> {
