@@ -3,6 +3,8 @@
 //!
 //! Exit codes: 0 success; 1 a failure, with a one-line reason on stderr; 2 bad usage.
 #![forbid(unsafe_code)]
+// Doc comments here are also the `--help` text, where a bare URL reads best.
+#![allow(rustdoc::bare_urls)]
 
 /// `println!` that does not panic when stdout is closed (e.g. piped into `head`).
 macro_rules! outln {
