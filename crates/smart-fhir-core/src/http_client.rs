@@ -20,6 +20,41 @@ pub trait HttpClient: Send + Sync + fmt::Debug {
         &self,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, HttpError>;
+
+    /// Sends `request` and returns the response with a body read chunk by chunk, for downloads
+    /// too large to hold (Bulk Data files). [`MaxResponseBytes`] applies to the whole stream
+    /// when set.
+    ///
+    /// The default reads the whole body with [`HttpClient::execute`] and yields it as one chunk;
+    /// transports that can stream override it.
+    async fn execute_streaming(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<StreamingBody>, HttpError> {
+        let response = self.execute(request).await?;
+        Ok(response.map(|body| Box::new(OneChunk(Some(body))) as StreamingBody))
+    }
+}
+
+/// A response body read chunk by chunk.
+#[async_trait]
+pub trait ChunkStream: Send + fmt::Debug {
+    /// The next chunk, or `None` at the end of the body.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, HttpError>;
+}
+
+/// A boxed [`ChunkStream`].
+pub type StreamingBody = Box<dyn ChunkStream>;
+
+/// A body already in memory, yielded as one chunk.
+#[derive(Debug)]
+struct OneChunk(Option<Bytes>);
+
+#[async_trait]
+impl ChunkStream for OneChunk {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
+        Ok(self.0.take().filter(|b| !b.is_empty()))
+    }
 }
 
 /// A cheaply cloneable, shared [`HttpClient`].
@@ -45,6 +80,13 @@ impl HttpClient for SharedHttpClient {
         request: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, HttpError> {
         self.0.execute(request).await
+    }
+
+    async fn execute_streaming(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<StreamingBody>, HttpError> {
+        self.0.execute_streaming(request).await
     }
 }
 
@@ -174,6 +216,17 @@ mod tests {
         ) -> Result<http::Response<Bytes>, HttpError> {
             Ok(http::Response::new(request.into_body()))
         }
+    }
+
+    #[tokio::test]
+    async fn default_streaming_yields_the_body_once() {
+        let c = SharedHttpClient::new(Echo);
+        let mut r = c
+            .execute_streaming(http::Request::new(Bytes::from_static(b"abc")))
+            .await
+            .unwrap();
+        assert_eq!(r.body_mut().next_chunk().await.unwrap().as_deref(), Some(&b"abc"[..]));
+        assert!(r.body_mut().next_chunk().await.unwrap().is_none());
     }
 
     #[tokio::test]

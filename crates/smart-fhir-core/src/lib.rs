@@ -35,7 +35,8 @@ pub mod secret;
 pub use base_url::{check_endpoint_url, is_loopback_host, FhirBaseUrl, InsecureHttp, UrlError};
 pub use clock::{Clock, FixedClock, SharedClock, SystemClock};
 pub use http_client::{
-    HttpClient, HttpError, HttpErrorKind, MaxResponseBytes, RequestTimeout, SharedHttpClient,
+    ChunkStream, HttpClient, HttpError, HttpErrorKind, MaxResponseBytes, RequestTimeout,
+    SharedHttpClient, StreamingBody,
 };
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, IdToken, PkceCodeVerifier, RefreshToken,

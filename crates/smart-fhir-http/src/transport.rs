@@ -23,8 +23,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
 use smart_fhir_core::{
-    is_loopback_host, HttpClient, HttpError, HttpErrorKind, InsecureHttp, MaxResponseBytes,
-    RequestTimeout,
+    is_loopback_host, ChunkStream, HttpClient, HttpError, HttpErrorKind, InsecureHttp, MaxResponseBytes,
+    RequestTimeout, StreamingBody,
 };
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -566,6 +566,21 @@ impl HyperHttpClient {
 impl HttpClient for HyperHttpClient {
     async fn execute(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         self.exchange(request).await
+    }
+
+    async fn execute_streaming(
+        &self,
+        request: Request<Bytes>,
+    ) -> Result<Response<StreamingBody>, HttpError> {
+        let response = HyperHttpClient::execute_streaming(self, request).await?;
+        Ok(response.map(|body| Box::new(body) as StreamingBody))
+    }
+}
+
+#[async_trait]
+impl ChunkStream for BodyStream {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
+        BodyStream::next_chunk(self).await
     }
 }
 
