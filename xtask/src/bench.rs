@@ -55,7 +55,9 @@ fn jwt() -> Result<()> {
         ours_es = ours_es.max(es);
     }
     println!();
-    println!("client assertions per second, one core (best of 2 interleaved runs)");
+    println!(
+        "client assertions per second of user CPU time, one core (best of 2 interleaved runs)"
+    );
     println!(
         "{:<28} {:>12} {:>16} {:>8}",
         "", "smart-fhir", "openssl speed", "ratio"
