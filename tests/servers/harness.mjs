@@ -10,6 +10,7 @@ import { generateKeyPair, exportJWK, calculateJwkThumbprint } from 'jose';
 import { createServer } from 'node:http';
 
 import { createAdminHandler } from './lib/admin.mjs';
+import { BulkExports } from './lib/bulk.mjs';
 import { ConfigError, loadConfig } from './lib/config.mjs';
 import {
   capabilityStatement, createFhirHandler, createFhirStore, loadFhirDefinitions, seedFhirStore,
@@ -144,23 +145,30 @@ async function main() {
   });
   const providerCallback = provider.callback();
 
-  const { repo, router } = createFhirStore();
-  const patientIds = await seedFhirStore(repo);
+  const { repo, router } = createFhirStore({ base });
+  const { patientIds, groupId, groupPatientIds } = await seedFhirStore(repo);
 
+  const verifyBearer = createTokenVerifier({
+    publicJwks, issuer, audience: base, algorithm: ACCESS_TOKEN_ALG, state,
+  });
+  const bulk = new BulkExports({
+    base, origin, repo, state, verifyBearer, settings: config.bulk, log,
+  });
   const handleFhir = createFhirHandler({
     base,
     repo,
     router,
-    verifyBearer: createTokenVerifier({
-      publicJwks, issuer, audience: base, algorithm: ACCESS_TOKEN_ALG, state,
-    }),
+    verifyBearer,
+    bulk,
     smartConfiguration: smartConfiguration({
       issuer, jwksUri, tokenEndpoint, grantTypes, scopes: allowedScopes(),
     }),
     capabilities: capabilityStatement({ base, tokenEndpoint }),
     log,
   });
-  const handleAdmin = createAdminHandler({ state, log });
+  const handleAdmin = createAdminHandler({
+    state, repo, bulk, log,
+  });
 
   handler = async (req, res) => {
     const url = req.url ?? '/';
@@ -180,8 +188,11 @@ async function main() {
     if (pathname.startsWith('/_harness/')) {
       return handleAdmin(req, res, pathname);
     }
+    if (pathname.startsWith('/bulk-files/')) {
+      return bulk.handleFile(req, res, pathname);
+    }
     req.resume();
-    return sendJson(res, 404, { error: 'not found', hint: 'paths: /fhir, /oidc, /_harness' });
+    return sendJson(res, 404, { error: 'not found', hint: 'paths: /fhir, /oidc, /bulk-files, /_harness' });
   };
 
   let stopping = false;
@@ -207,10 +218,15 @@ async function main() {
     token_endpoint: tokenEndpoint,
     patient_ids: patientIds,
     port,
+    group_id: groupId,
+    group_patient_ids: groupPatientIds,
+    bulk_files: `${origin}/bulk-files`,
   };
   process.stdout.write(`${READY_PREFIX}${JSON.stringify(ready)}\n`);
   log(`ready on ${origin} in ${Math.round(performance.now() - startedAt)} ms `
-    + `(${config.clients.length} client(s), access_token_ttl=${config.accessTokenTtl}s)`);
+    + `(${config.clients.length} client(s), access_token_ttl=${config.accessTokenTtl}s, `
+    + `bulk: poll_count=${config.bulk.pollCount} requires_access_token=${config.bulk.requiresAccessToken} `
+    + `file_max=${config.bulk.fileMax})`);
 }
 
 main().catch((err) => {

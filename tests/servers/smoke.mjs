@@ -3,17 +3,20 @@
 //
 // Spawns harness.mjs with two backend clients (one with an inline RS384 JWK
 // Set, one with an ES384 key published at a jwks_uri served from here),
-// exercises the SMART Backend Services flow and the FHIR bearer checks, and
-// prints `N passed, M failed` as its last line (exit 0 only when M = 0).
+// exercises the SMART Backend Services flow, the FHIR bearer checks, the FHIR
+// REST interactions and Bulk Data export, and prints `N passed, M failed` as
+// its last line (exit 0 only when M = 0). Check names cite the SMART-CHECKLIST
+// items they exercise where there is one.
 
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 
 import {
   SignJWT, calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair,
@@ -364,6 +367,37 @@ async function main() {
     check('reset zeroes the counters', statsAfterReset.token_requests === 0
       && Object.keys(statsAfterReset.token_requests_by_client).length === 0,
     JSON.stringify(statsAfterReset));
+
+    // Large data set for paging and Bulk Data.
+    const origin = `http://127.0.0.1:${ready.port}`;
+    const seedStart = performance.now();
+    const seedRes = await fetch(`${origin}/_harness/seed`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ patients: 1000, observationsPerPatient: 4 }),
+    });
+    const seeded = await seedRes.json();
+    const seedMs = performance.now() - seedStart;
+    check('POST /_harness/seed adds 1000 patients x 4 observations within 5 s',
+      seedRes.status === 200 && seeded.patients === 1000 && seeded.observations === 4000
+        && seeded.patient_ids?.length === 1000 && seeded.totals?.Patient >= 1005 && seedMs < 5000,
+      `${seedRes.status} ${Math.round(seedMs)} ms ${JSON.stringify(seeded).slice(0, 200)}`);
+    console.log(`seed time (1000 x 4): ${Math.round(seedMs)} ms`);
+    const badSeed = await fetch(`${origin}/_harness/seed`, { method: 'POST', body: '{"patients": -1}' });
+    check('POST /_harness/seed with a bad count -> 400', badSeed.status === 400, `${badSeed.status}`);
+
+    const full = await getToken('backend-rs384', rs384, 'system/*.cruds');
+    const tokenFor = (s) => getToken('backend-rs384', rs384, s);
+    const restStart = performance.now();
+    await restChecks({
+      base, ready, token: full.body?.access_token, tokenFor,
+    });
+    console.log(`REST checks: ${Math.round(performance.now() - restStart)} ms`);
+    const bulkStart = performance.now();
+    await bulkChecks({
+      base, ready, origin, token: full.body?.access_token, tokenFor,
+    });
+    console.log(`Bulk Data checks: ${Math.round(performance.now() - bulkStart)} ms`);
   } finally {
     const code = await stopHarness(child);
     check('harness exits 0 on SIGTERM', code === 0, `exit ${code}\n${harness.stderr().slice(-2000)}`);
@@ -393,6 +427,34 @@ async function main() {
     await stopHarness(short.child);
   }
 
+  // Bulk Data CONFIG knobs, with a third harness.
+  const bulkConfig = join(dir, 'bulk.json');
+  writeFileSync(bulkConfig, JSON.stringify({
+    port: 0,
+    bulk_poll_count: 0,
+    bulk_file_max: 2,
+    bulk_requires_access_token: false,
+    clients: [{ client_id: 'backend-rs384', jwks: { keys: [rs384.publicJwk] } }],
+  }));
+  const knobs = await startHarness(bulkConfig);
+  try {
+    const kr = knobs.ready;
+    check('READY line has group_id and group_patient_ids',
+      typeof kr.group_id === 'string' && kr.group_patient_ids?.length === 3
+        && kr.group_patient_ids.every((id) => kr.patient_ids.includes(id)),
+      JSON.stringify(kr));
+    const assertion = await clientAssertion({ clientId: 'backend-rs384', key: rs384, aud: kr.token_endpoint });
+    const tok = (await tokenRequest(kr.token_endpoint, assertion, 'system/*.rs')).body?.access_token;
+    const kick = await fhir(kr.base, 'GET', '$export?_type=Patient', { token: tok, headers: { prefer: 'respond-async' } });
+    const status = await fhir('', 'GET', kick.headers.get('content-location') ?? `${kr.base}/x`, { token: tok });
+    check('CONFIG bulk_poll_count=0, bulk_file_max=2, bulk_requires_access_token=false are honoured',
+      kick.status === 202 && status.status === 200 && status.body?.requiresAccessToken === false
+        && JSON.stringify(status.body?.output?.map((o) => o.count)) === '[2,2,1]',
+      `${kick.status} ${show(status)}`);
+  } finally {
+    await stopHarness(knobs.child);
+  }
+
   // Bad configurations exit non-zero with a message.
   const badConfig = join(dir, 'bad.json');
   writeFileSync(badConfig, JSON.stringify({ port: 0, clients: [{ client_id: 'x' }] }));
@@ -401,9 +463,586 @@ async function main() {
     bad.code !== 0 && /bad config: clients\[0\]: exactly one of "jwks" or "jwks_uri"/.test(bad.err)
       && !bad.out.includes('HARNESS_READY'),
     `exit ${bad.code} ${bad.err}`);
+  writeFileSync(badConfig, JSON.stringify({ port: 0, bulk_file_max: 0, clients: [] }));
+  const badBulk = await runToExit(['--config', badConfig]);
+  check('bad bulk_file_max exits 2 with a clear message',
+    badBulk.code === 2 && /bad config: bulk_file_max/.test(badBulk.err), `exit ${badBulk.code} ${badBulk.err}`);
 
   jwksServer.close();
   rmSync(dir, { recursive: true, force: true });
+}
+
+
+// ------------------------------------------------------------------ FHIR REST
+
+/** One FHIR request: { status, headers, body (parsed JSON or null), text }. */
+async function fhir(base, method, path, {
+  token, body, headers = {}, contentType = 'application/fhir+json',
+} = {}) {
+  const h = { accept: 'application/fhir+json', ...headers };
+  if (token !== undefined) h.authorization = `Bearer ${token}`;
+  let payload;
+  if (body !== undefined) {
+    payload = typeof body === 'string' ? body : JSON.stringify(body);
+    h['content-type'] = contentType;
+  }
+  const url = /^https?:/.test(path) ? path : `${base}/${path}`;
+  const res = await fetch(url, { method, headers: h, body: payload });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    // not JSON
+  }
+  return {
+    status: res.status, headers: res.headers, body: json, text,
+  };
+}
+
+/** GET without automatic decompression: { status, headers, body: Buffer }. */
+function rawGet(url, headers = {}) {
+  return new Promise((resolve, reject) => {
+    httpGet(url, { headers }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    }).on('error', reject);
+  });
+}
+
+const show = (r) => `${r.status} ${r.text?.slice(0, 300)}`;
+const issueCode = (r) => r.body?.issue?.[0]?.code;
+const linkOf = (bundle, relation) => bundle?.link?.find((l) => l.relation === relation)?.url;
+const mrn = (value) => ({ system: 'urn:smart-fhir:test:smoke', value });
+
+async function restChecks({ base, ready, token, tokenFor }) {
+  const call = (method, path, opts = {}) => fhir(base, method, path, { token, ...opts });
+  const [p0, p1] = ready.patient_ids;
+
+  // read / vread / 304 / 404 (SC-8.4, SC-8.5)
+  const read = await call('GET', `Patient/${p1}`);
+  const vid = read.body?.meta?.versionId;
+  const etag = read.headers.get('etag');
+  const notModified = await call('GET', `Patient/${p1}`, { headers: { 'if-none-match': etag } });
+  check('read with If-None-Match of the current version -> 304 with ETag, no body',
+    notModified.status === 304 && notModified.headers.get('etag') === etag && notModified.text === '',
+    show(notModified));
+  const modified = await call('GET', `Patient/${p1}`, { headers: { 'if-none-match': 'W/"other"' } });
+  check('read with a stale If-None-Match -> 200', modified.status === 200, show(modified));
+  const vread = await call('GET', `Patient/${p1}/_history/${vid}`);
+  check('vread Patient/id/_history/vid -> 200 with ETag W/"vid"',
+    vread.status === 200 && vread.body?.meta?.versionId === vid && vread.headers.get('etag') === `W/"${vid}"`,
+    show(vread));
+  const unknown = await call('GET', 'Patient/does-not-exist');
+  check('read of an unknown id -> 404 OperationOutcome',
+    unknown.status === 404 && unknown.body?.resourceType === 'OperationOutcome', show(unknown));
+
+  // create / update (SC-8.6, SC-8.7, SC-8.13)
+  const created = await call('POST', 'Patient', {
+    body: { resourceType: 'Patient', id: 'client-chosen', identifier: [mrn('C-1')], birthDate: '1970-01-01' },
+  });
+  const cid = created.body?.id;
+  const cvid = created.body?.meta?.versionId;
+  check('create -> 201 with Location (…/_history/vid) and ETag; a client id is ignored',
+    created.status === 201 && cid && cid !== 'client-chosen'
+      && created.headers.get('location') === `${base}/Patient/${cid}/_history/${cvid}`
+      && created.headers.get('etag') === `W/"${cvid}"`,
+    show(created));
+  const updated = await call('PUT', `Patient/${cid}`, {
+    body: { ...created.body, gender: 'female' }, headers: { 'if-match': `W/"${cvid}"` },
+  });
+  check('update with the current If-Match -> 200 and a new version',
+    updated.status === 200 && updated.body?.gender === 'female' && updated.body?.meta?.versionId !== cvid,
+    show(updated));
+  const conflict = await call('PUT', `Patient/${cid}`, {
+    body: { ...created.body, gender: 'male' }, headers: { 'if-match': `W/"${cvid}"` },
+  });
+  check('update with a stale If-Match -> 412 OperationOutcome',
+    conflict.status === 412 && conflict.body?.resourceType === 'OperationOutcome', show(conflict));
+  const upsert = await call('PUT', 'Patient/smoke-upsert', { body: { resourceType: 'Patient', id: 'smoke-upsert' } });
+  check('update of a new id (update as create) -> 201 with Location',
+    upsert.status === 201 && upsert.headers.get('location')?.startsWith(`${base}/Patient/smoke-upsert/_history/`),
+    show(upsert));
+  const wrongId = await call('PUT', `Patient/${cid}`, { body: { resourceType: 'Patient', id: 'other' } });
+  check('update whose body id differs from the URL -> 400', wrongId.status === 400, show(wrongId));
+  const minimal = await call('POST', 'Patient', {
+    body: { resourceType: 'Patient', identifier: [mrn('C-min')] }, headers: { prefer: 'return=minimal' },
+  });
+  check('create with Prefer: return=minimal -> 201, Location, empty body',
+    minimal.status === 201 && minimal.text === '' && minimal.headers.get('location')?.startsWith(`${base}/Patient/`),
+    show(minimal));
+
+  // conditional create / update (SC-8.8, SC-8.14)
+  const ine = (value) => ({ 'if-none-exist': `identifier=urn:smart-fhir:test:smoke|${value}` });
+  const cc1 = await call('POST', 'Patient', { body: { resourceType: 'Patient', identifier: [mrn('CC-1')] }, headers: ine('CC-1') });
+  const cc2 = await call('POST', 'Patient', { body: { resourceType: 'Patient', identifier: [mrn('CC-1')] }, headers: ine('CC-1') });
+  check('conditional create: no match -> 201, one match -> 200 with the existing resource',
+    cc1.status === 201 && cc2.status === 200 && cc2.body?.id === cc1.body?.id, `${show(cc1)} / ${show(cc2)}`);
+  for (let i = 0; i < 2; i += 1) {
+    await call('POST', 'Patient', { body: { resourceType: 'Patient', identifier: [mrn('TWIN')] } });
+  }
+  const cc3 = await call('POST', 'Patient', { body: { resourceType: 'Patient', identifier: [mrn('TWIN')] }, headers: ine('TWIN') });
+  check('conditional create with several matches -> 412', cc3.status === 412, show(cc3));
+  const cuUrl = (value) => `Patient?identifier=${encodeURIComponent(`urn:smart-fhir:test:smoke|${value}`)}`;
+  const cu1 = await call('PUT', cuUrl('CU-1'), { body: { resourceType: 'Patient', identifier: [mrn('CU-1')] } });
+  const cu2 = await call('PUT', cuUrl('CU-1'), { body: { resourceType: 'Patient', identifier: [mrn('CU-1')], active: true } });
+  const cu3 = await call('PUT', cuUrl('TWIN'), { body: { resourceType: 'Patient', identifier: [mrn('TWIN')] } });
+  check('conditional update: none -> 201, one -> 200 (same id), several -> 412',
+    cu1.status === 201 && cu2.status === 200 && cu2.body?.id === cu1.body?.id && cu3.status === 412,
+    `${cu1.status} ${cu2.status} ${cu3.status}`);
+
+  // patch (SC-8.9, SC-8.10)
+  const jsonPatch = (ops, headers = {}) => call('PATCH', `Patient/${cid}`, {
+    body: ops, contentType: 'application/json-patch+json', headers,
+  });
+  const jp = await jsonPatch([
+    { op: 'test', path: '/birthDate', value: '1970-01-01' },
+    { op: 'replace', path: '/birthDate', value: '1971-02-03' },
+    { op: 'add', path: '/name', value: [{ family: 'Patched' }] },
+  ]);
+  check('JSON Patch (test, replace, add) -> 200 with the patched resource',
+    jp.status === 200 && jp.body?.birthDate === '1971-02-03' && jp.body?.name?.[0]?.family === 'Patched'
+      && jp.headers.get('etag') === `W/"${jp.body?.meta?.versionId}"`,
+    show(jp));
+  const jpFail = await jsonPatch([{ op: 'test', path: '/birthDate', value: '1900-01-01' }]);
+  check('JSON Patch with a failing test op -> 422 OperationOutcome',
+    jpFail.status === 422 && jpFail.body?.resourceType === 'OperationOutcome', show(jpFail));
+  const jpBad = await jsonPatch({ op: 'replace' });
+  check('malformed JSON Patch -> 400', jpBad.status === 400, show(jpBad));
+  const jpStale = await jsonPatch([{ op: 'replace', path: '/gender', value: 'other' }], { 'if-match': `W/"${cvid}"` });
+  check('PATCH with a stale If-Match -> 412', jpStale.status === 412, show(jpStale));
+  const fpp = await call('PATCH', `Patient/${cid}`, {
+    body: {
+      resourceType: 'Parameters',
+      parameter: [
+        {
+          name: 'operation',
+          part: [
+            { name: 'type', valueCode: 'replace' },
+            { name: 'path', valueString: 'Patient.birthDate' },
+            { name: 'value', valueDate: '1972-04-05' },
+          ],
+        },
+        {
+          name: 'operation',
+          part: [
+            { name: 'type', valueCode: 'add' },
+            { name: 'path', valueString: 'Patient' },
+            { name: 'name', valueString: 'telecom' },
+            { name: 'value', valueContactPoint: { system: 'phone', value: '555-0100' } },
+          ],
+        },
+        {
+          name: 'operation',
+          part: [
+            { name: 'type', valueCode: 'replace' },
+            { name: 'path', valueString: 'Patient.name[0].family' },
+            { name: 'value', valueString: 'Fhirpath' },
+          ],
+        },
+      ],
+    },
+  });
+  check('FHIRPath Patch (replace, add to a list) -> 200',
+    fpp.status === 200 && fpp.body?.birthDate === '1972-04-05' && fpp.body?.telecom?.[0]?.value === '555-0100'
+      && fpp.body?.name?.[0]?.family === 'Fhirpath',
+    show(fpp));
+  const fppFail = await call('PATCH', `Patient/${cid}`, {
+    body: {
+      resourceType: 'Parameters',
+      parameter: [{
+        name: 'operation',
+        part: [
+          { name: 'type', valueCode: 'replace' },
+          { name: 'path', valueString: 'Patient.deceasedBoolean' },
+          { name: 'value', valueBoolean: true },
+        ],
+      }],
+    },
+  });
+  check('FHIRPath Patch replacing a missing element -> 422', fppFail.status === 422, show(fppFail));
+  const cpatch = await call('PATCH', cuUrl('C-1'), {
+    body: [{ op: 'add', path: '/active', value: false }], contentType: 'application/json-patch+json',
+  });
+  check('conditional patch PATCH Patient?identifier=… -> 200',
+    cpatch.status === 200 && cpatch.body?.id === cid && cpatch.body?.active === false, show(cpatch));
+
+  // delete, 410, history with DELETE entries (SC-8.11, SC-8.12, SC-8.19)
+  const del = await call('DELETE', `Patient/${cid}`);
+  const gone = await call('GET', `Patient/${cid}`);
+  const oldVersion = await call('GET', `Patient/${cid}/_history/${cvid}`);
+  const delAgain = await call('DELETE', `Patient/${cid}`);
+  check('delete -> 200; read -> 410; vread of an old version -> 200; delete again -> 200',
+    del.status === 200 && gone.status === 410 && oldVersion.status === 200 && delAgain.status === 200,
+    `${del.status} ${gone.status} ${oldVersion.status} ${delAgain.status}`);
+  const hist = await call('GET', `Patient/${cid}/_history`);
+  const first = hist.body?.entry?.[0];
+  check('instance history: newest first, the deletion has request.method=DELETE and no resource',
+    hist.status === 200 && hist.body?.type === 'history' && first?.request?.method === 'DELETE'
+      && first?.resource === undefined && hist.body?.entry?.at(-1)?.request?.method === 'POST'
+      && hist.body?.total === hist.body?.entry?.length && hist.body.total >= 6,
+    show(hist));
+  const cdel = await call('DELETE', cuUrl('CU-1'));
+  const afterCdel = await call('GET', `Patient/${cu1.body?.id}`);
+  check('conditional delete DELETE Patient?identifier=… -> 200, then 410', cdel.status === 200 && afterCdel.status === 410,
+    `${cdel.status} ${afterCdel.status}`);
+
+  // history type / system, _since, _count
+  const since = new Date().toISOString();
+  await call('POST', 'Observation', { body: { resourceType: 'Observation', status: 'final', code: { text: 'since' } } });
+  const typeHist = await call('GET', 'Patient/_history?_count=3');
+  check('type history GET Patient/_history?_count=3 -> 3 entries and a next link',
+    typeHist.status === 200 && typeHist.body?.entry?.length === 3
+      && typeHist.body.entry.every((e) => e.fullUrl?.startsWith(`${base}/Patient/`))
+      && linkOf(typeHist.body, 'next')?.startsWith(`${base}/Patient/_history?`),
+    show(typeHist));
+  const sysHist = await call('GET', `_history?_since=${encodeURIComponent(since)}`);
+  check('system history GET _history?_since=… -> only the newer write',
+    sysHist.status === 200 && sysHist.body?.total === 1
+      && sysHist.body.entry?.[0]?.resource?.code?.text === 'since'
+      && sysHist.body.entry[0].request?.method === 'POST',
+    show(sysHist));
+
+  // search: GET, POST _search, system, compartment, paging (SC-8.16, SC-8.18)
+  const defaultPage = await call('GET', 'Patient');
+  check('search without _count -> pages of 20 with total, self and next links',
+    defaultPage.status === 200 && defaultPage.body?.entry?.length === 20
+      && defaultPage.body?.total > 20 && linkOf(defaultPage.body, 'self')?.startsWith(`${base}/Patient?`)
+      && linkOf(defaultPage.body, 'next')?.startsWith(`${base}/Patient?`),
+    `${defaultPage.status} entries=${defaultPage.body?.entry?.length} total=${defaultPage.body?.total}`);
+  let next = `Observation?_count=1000&code=${encodeURIComponent('http://loinc.org|29463-7')}`;
+  let pages = 0;
+  let seen = 0;
+  let total;
+  const ids = new Set();
+  while (next && pages < 20) {
+    const page = await call('GET', next);
+    if (page.status !== 200) break;
+    pages += 1;
+    total = page.body?.total;
+    for (const e of page.body?.entry ?? []) ids.add(e.resource?.id);
+    seen += page.body?.entry?.length ?? 0;
+    next = linkOf(page.body, 'next');
+    if (next && !next.startsWith(`${base}/Observation?`)) break;
+  }
+  check('paging: following next links visits every match once; the last page has no next',
+    pages >= 5 && seen === total && ids.size === total && next === undefined,
+    `pages=${pages} seen=${seen} unique=${ids.size} total=${total} next=${next}`);
+  const viaPost = await call('POST', 'Patient/_search', {
+    body: `identifier=${encodeURIComponent('urn:smart-fhir:test:mrn|MRN-1002')}`,
+    contentType: 'application/x-www-form-urlencoded',
+  });
+  check('POST Patient/_search with a form body finds the Patient',
+    viaPost.status === 200 && viaPost.body?.total === 1 && viaPost.body.entry?.[0]?.resource?.id === p1
+      && viaPost.body.entry[0].search?.mode === 'match',
+    show(viaPost));
+  const sys = await call('GET', '?_type=Patient,Observation&_count=5');
+  const onlyP = await call('GET', 'Patient?_summary=count');
+  const onlyO = await call('GET', 'Observation?_summary=count');
+  check('system search ?_type=Patient,Observation -> both types, total = sum, next link under the base',
+    sys.status === 200 && sys.body?.total === onlyP.body?.total + onlyO.body?.total
+      && sys.body?.entry?.length === 5 && linkOf(sys.body, 'next')?.startsWith(`${base}?`),
+    `${show(sys)} P=${onlyP.body?.total} O=${onlyO.body?.total}`);
+  const comp = await call('GET', `Patient/${p1}/Observation`);
+  check('compartment search Patient/id/Observation -> that patient\'s 2 Observations',
+    comp.status === 200 && comp.body?.total === 2
+      && comp.body.entry?.every((e) => e.resource?.subject?.reference === `Patient/${p1}`),
+    show(comp));
+  const pair = `identifier=${encodeURIComponent('urn:smart-fhir:test:mrn|MRN-1001,urn:smart-fhir:test:mrn|MRN-1005')}`;
+  const desc = await call('GET', `Patient?${pair}&_sort=-birthdate`);
+  const asc = await call('GET', `Patient?${pair}&_sort=birthdate`);
+  const order = (b) => b.body?.entry?.map((e) => e.resource?.birthDate).join(',');
+  check('search honours _sort (ascending and descending)',
+    order(desc) === '2004-09-09,1961-03-14' && order(asc) === '1961-03-14,2004-09-09',
+    `${order(desc)} / ${order(asc)}`);
+
+  // batch / transaction (SC-8.21)
+  const batch = await call('POST', '', {
+    body: {
+      resourceType: 'Bundle',
+      type: 'batch',
+      entry: [
+        { request: { method: 'GET', url: `Patient/${p1}` } },
+        { resource: { resourceType: 'Patient', identifier: [mrn('B-1')] }, request: { method: 'POST', url: 'Patient' } },
+        { request: { method: 'GET', url: 'Patient/does-not-exist' } },
+      ],
+    },
+  });
+  const statuses = batch.body?.entry?.map((e) => e.response?.status?.split(' ')[0]);
+  check('batch -> batch-response with one entry per request, in order (200, 201, 404)',
+    batch.status === 200 && batch.body?.type === 'batch-response' && JSON.stringify(statuses) === '["200","201","404"]'
+      && batch.body.entry[1].response.location?.startsWith('Patient/') && batch.body.entry[1].response.etag,
+    show(batch));
+  const urn = 'urn:uuid:7f1c0a52-64a4-4c42-9f0e-2f0d8a1c3b11';
+  const tx = await call('POST', '', {
+    body: {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [
+        {
+          fullUrl: 'urn:uuid:0b4e9a3c-2a7d-4a8e-8d6c-3c1f6c2e9a01',
+          resource: {
+            resourceType: 'Observation', status: 'final', code: { text: 'tx' }, subject: { reference: urn },
+          },
+          request: { method: 'POST', url: 'Observation' },
+        },
+        { fullUrl: urn, resource: { resourceType: 'Patient', identifier: [mrn('TX-1')] }, request: { method: 'POST', url: 'Patient' } },
+      ],
+    },
+  });
+  const txPatient = tx.body?.entry?.[1]?.resource;
+  const txObs = tx.body?.entry?.[0]?.resource;
+  check('transaction resolves urn:uuid references and answers in request order',
+    tx.status === 200 && tx.body?.type === 'transaction-response' && txObs?.resourceType === 'Observation'
+      && txPatient?.resourceType === 'Patient' && txObs?.subject?.reference === `Patient/${txPatient?.id}`,
+    show(tx));
+  const txFail = await call('POST', '', {
+    body: {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [
+        { resource: { resourceType: 'Patient', identifier: [mrn('TX-ROLLBACK')] }, request: { method: 'POST', url: 'Patient' } },
+        { request: { method: 'GET', url: 'Patient/does-not-exist' } },
+      ],
+    },
+  });
+  const rolledBack = await call('GET', cuUrl('TX-ROLLBACK'));
+  check('a failing transaction -> 4xx OperationOutcome and nothing is kept',
+    txFail.status >= 400 && txFail.status < 500 && txFail.body?.resourceType === 'OperationOutcome'
+      && rolledBack.body?.total === 0,
+    `${show(txFail)} kept=${rolledBack.body?.total}`);
+
+  // operations
+  const everything = await call('GET', `Patient/${p1}/$everything`);
+  const types = everything.body?.entry?.map((e) => e.resource?.resourceType).sort();
+  check('Patient/id/$everything -> the Patient and its Observations',
+    everything.status === 200 && JSON.stringify(types) === '["Observation","Observation","Patient"]', show(everything));
+  const valid = await call('POST', 'Patient/$validate', { body: { resourceType: 'Patient', gender: 'female' } });
+  const noType = await call('POST', 'Patient/$validate', { body: { gender: 'female' } });
+  const wrongType = await call('POST', 'Patient/$validate', { body: { resourceType: 'Observation' } });
+  check('$validate: 200 OperationOutcome; errors for a missing or wrong resourceType',
+    valid.status === 200 && valid.body?.issue?.every((i) => i.severity !== 'error')
+      && noType.status === 200 && noType.body?.issue?.[0]?.severity === 'error'
+      && wrongType.status === 200 && wrongType.body?.issue?.[0]?.severity === 'error',
+    `${show(valid)} / ${show(noType)} / ${show(wrongType)}`);
+
+  // content negotiation (SC-8.3)
+  const xmlBody = await call('POST', 'Patient', { body: '<Patient/>', contentType: 'application/fhir+xml' });
+  const xmlAccept = await call('GET', `Patient/${p1}`, { headers: { accept: 'application/fhir+xml' } });
+  check('XML request body -> 415; Accept: application/fhir+xml only -> 406',
+    xmlBody.status === 415 && xmlAccept.status === 406, `${xmlBody.status} ${xmlAccept.status}`);
+
+  // scope letters of the new interactions
+  const readOnly = (await tokenFor('system/Patient.r')).body?.access_token;
+  const searchOnly = (await tokenFor('system/Patient.s system/Observation.s')).body?.access_token;
+  const createOnly = (await tokenFor('system/Patient.c')).body?.access_token;
+  const as = (tok, method, path, body) => fhir(base, method, path, { token: tok, body });
+  const r = await Promise.all([
+    as(readOnly, 'GET', 'Patient/_history'),
+    as(searchOnly, 'GET', 'Patient/_history'),
+    as(searchOnly, 'GET', '_history'),
+    as(readOnly, 'GET', `Patient/${p1}/_history/${vid}`),
+    as(searchOnly, 'GET', `Patient/${p1}/_history/${vid}`),
+    as(readOnly, 'GET', `Patient/${p1}/$everything`),
+    as(searchOnly, 'GET', `Patient/${p1}/$everything`),
+    as(searchOnly, 'GET', `Patient/${p1}/Observation`),
+    as(readOnly, 'GET', `Patient/${p1}/Observation`),
+    as(createOnly, 'POST', 'Patient/$validate', { resourceType: 'Patient' }),
+    as(searchOnly, 'POST', 'Patient/$validate', { resourceType: 'Patient' }),
+    as(searchOnly, 'GET', '?_type=Patient,Observation'),
+  ]);
+  check('scopes: type history s, system history s on *, vread r, $everything r, compartment s, $validate r|c',
+    JSON.stringify(r.map((x) => x.status))
+      === JSON.stringify([403, 200, 403, 200, 403, 200, 403, 200, 403, 200, 403, 200]),
+    JSON.stringify(r.map((x) => x.status)));
+}
+
+// ------------------------------------------------------------------ Bulk Data
+
+async function pollStatus(statusUrl, token, max = 10) {
+  const polls = [];
+  for (let i = 0; i < max; i += 1) {
+    const res = await fhir('', 'GET', statusUrl, { token });
+    polls.push(res);
+    if (res.status !== 202) break;
+  }
+  return polls;
+}
+
+const ndjsonLines = (text) => text.split('\n').slice(0, -1).map((l) => JSON.parse(l));
+
+async function bulkChecks({
+  base, ready, origin, token, tokenFor,
+}) {
+  const admin = async (path, body) => (await fetch(`${origin}/_harness/${path}`, {
+    method: body === undefined ? 'GET' : 'POST',
+    headers: { 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  })).json();
+  const asyncHeaders = { prefer: 'respond-async' };
+  const kickoff = (path, opts = {}) => fhir(base, opts.body ? 'POST' : 'GET', path, {
+    token, ...opts, headers: { ...asyncHeaders, ...(opts.headers ?? {}) },
+  });
+
+  const noPrefer = await fhir(base, 'GET', '$export', { token });
+  check('kick-off without Prefer: respond-async -> 400 OperationOutcome (SC-7.5)',
+    noPrefer.status === 400 && noPrefer.body?.resourceType === 'OperationOutcome', show(noPrefer));
+  const badFormat = await kickoff('$export?_outputFormat=text/csv');
+  check('kick-off with an unsupported _outputFormat -> 400', badFormat.status === 400, show(badFormat));
+  const narrow = (await tokenFor('system/Patient.rs')).body?.access_token;
+  const outOfScope = await fhir(base, 'GET', '$export?_type=Observation', { token: narrow, headers: asyncHeaders });
+  check('kick-off with a _type outside the token\'s scopes -> 403 insufficient_scope',
+    outOfScope.status === 403 && /insufficient_scope/.test(outOfScope.headers.get('www-authenticate') ?? ''),
+    show(outOfScope));
+
+  const totals = {};
+  for (const type of ['Patient', 'Observation']) {
+    totals[type] = (await fhir(base, 'GET', `${type}?_summary=count`, { token })).body?.total;
+  }
+  const kick = await kickoff('$export?_type=Patient,Observation&_typeFilter=Observation%3Fstatus%3Dfinal');
+  const statusUrl = kick.headers.get('content-location');
+  check('system kick-off -> 202 with an absolute Content-Location under the base (SC-7.9)',
+    kick.status === 202 && statusUrl?.startsWith(`${base}/$export-status/`), show(kick));
+  const polls = await pollStatus(statusUrl, token);
+  const inProgress = polls.slice(0, -1);
+  const done = polls.at(-1);
+  check('status: 202 with Retry-After: 1 and X-Progress for the first 2 polls (SC-7.12)',
+    inProgress.length === 2 && inProgress.every((p) => p.headers.get('retry-after') === '1'
+      && /^\d+%$/.test(p.headers.get('x-progress') ?? '')),
+    polls.map((p) => `${p.status} ${p.headers.get('x-progress')}`).join(', '));
+  const manifest = done.body;
+  const counts = {};
+  for (const o of manifest?.output ?? []) counts[o.type] = (counts[o.type] ?? 0) + o.count;
+  check('status: 200 with Expires and the manifest (SC-7.15)',
+    done.status === 200 && !Number.isNaN(Date.parse(done.headers.get('expires') ?? ''))
+      && manifest?.request === `${base}/$export?_type=Patient,Observation&_typeFilter=Observation%3Fstatus%3Dfinal`
+      && manifest?.requiresAccessToken === true && !Number.isNaN(Date.parse(manifest?.transactionTime))
+      && Array.isArray(manifest?.deleted) && Array.isArray(manifest?.error) && manifest.error.length === 0
+      && counts.Patient === totals.Patient && counts.Observation === totals.Observation,
+    `${done.status} ${JSON.stringify(manifest)?.slice(0, 400)} totals=${JSON.stringify(totals)}`);
+  const obsFiles = manifest?.output?.filter((o) => o.type === 'Observation') ?? [];
+  check('a type with more than 1000 resources is split into files of at most 1000 lines',
+    obsFiles.length === Math.ceil(counts.Observation / 1000) && obsFiles.every((o) => o.count <= 1000)
+      && obsFiles.every((o) => o.url.startsWith(`${origin}/bulk-files/`)),
+    JSON.stringify(obsFiles.map((o) => o.count)));
+
+  const file = obsFiles[0];
+  const plain = await rawGet(file.url, { authorization: `Bearer ${token}`, 'accept-encoding': 'identity' });
+  const plainText = plain.body.toString('utf8');
+  const lines = ndjsonLines(plainText);
+  check('file download: application/fhir+ndjson, one resource per line, trailing newline (SC-7.19, SC-7.21)',
+    plain.status === 200 && plain.headers['content-type'] === 'application/fhir+ndjson'
+      && plain.headers['content-encoding'] === undefined && plainText.endsWith('\n')
+      && lines.length === file.count && lines.every((l) => l.resourceType === 'Observation'),
+    `${plain.status} ${JSON.stringify(plain.headers)} lines=${lines.length}`);
+  const zipped = await rawGet(file.url, { authorization: `Bearer ${token}`, 'accept-encoding': 'gzip, deflate' });
+  let unzipped = '';
+  try {
+    unzipped = gunzipSync(zipped.body).toString('utf8');
+  } catch (err) {
+    unzipped = `gunzip failed: ${err.message}`;
+  }
+  check('file download with Accept-Encoding: gzip -> Content-Encoding: gzip, same lines (SC-7.20)',
+    zipped.status === 200 && zipped.headers['content-encoding'] === 'gzip' && unzipped === plainText
+      && zipped.body.length < plain.body.length,
+    `${zipped.status} ${zipped.headers['content-encoding']} ${zipped.body.length}/${plain.body.length}`);
+  const noAuth = await rawGet(file.url, { 'accept-encoding': 'identity' });
+  check('file download without a token when requiresAccessToken is true -> 401',
+    noAuth.status === 401 && /invalid_token/.test(noAuth.headers['www-authenticate'] ?? ''), `${noAuth.status}`);
+
+  const kickoffs = await admin('bulk-kickoffs');
+  const recorded = kickoffs.kickoffs?.find((k) => statusUrl?.endsWith(k.export_id));
+  check('the kick-off is recorded with its ignored _typeFilter (SC-7.7)',
+    JSON.stringify(recorded?.parameters?._typeFilter) === '["Observation?status=final"]'
+      && JSON.stringify(recorded?.parameters?._type) === '["Patient","Observation"]' && recorded?.method === 'GET',
+    JSON.stringify(recorded));
+
+  // Patient-level export with a type without data and an unknown type (SC-7.16).
+  const partial = await kickoff('Patient/$export?_type=Patient,Condition,NoSuchType');
+  const partialDone = (await pollStatus(partial.headers.get('content-location'), token)).at(-1);
+  const errorFile = partialDone.body?.error?.[0];
+  const errorText = errorFile ? (await rawGet(errorFile.url, { authorization: `Bearer ${token}` })).body.toString() : '';
+  const errorLines = errorText ? ndjsonLines(errorText) : [];
+  check('a _type with no data or unknown -> error[] with an OperationOutcome NDJSON file (partial success)',
+    partial.status === 202 && partialDone.status === 200 && partialDone.body?.output?.length >= 1
+      && errorFile?.type === 'OperationOutcome' && errorFile?.count === 2
+      && errorLines.length === 2 && errorLines.every((l) => l.resourceType === 'OperationOutcome'),
+    `${partialDone.status} ${JSON.stringify(partialDone.body?.error)} ${errorText.slice(0, 200)}`);
+
+  // Group export, POST Parameters with patient, _elements.
+  const group = await kickoff(`Group/${ready.group_id}/$export?_elements=id,name`);
+  const groupDone = (await pollStatus(group.headers.get('content-location'), token)).at(-1);
+  const gcounts = Object.fromEntries((groupDone.body?.output ?? []).map((o) => [o.type, o.count]));
+  const groupPatients = groupDone.body?.output?.find((o) => o.type === 'Patient');
+  const gLines = groupPatients
+    ? ndjsonLines((await rawGet(groupPatients.url, { authorization: `Bearer ${token}` })).body.toString()) : [];
+  check('Group/id/$export exports the members and their Observations; _elements keeps top-level elements',
+    group.status === 202 && gcounts.Patient === ready.group_patient_ids.length
+      && gcounts.Observation === 2 * ready.group_patient_ids.length
+      && gLines.every((p) => ready.group_patient_ids.includes(p.id) && p.name && !p.birthDate
+        && p.meta?.tag?.some((t) => t.code === 'SUBSETTED')),
+    `${group.status} ${JSON.stringify(gcounts)} ${JSON.stringify(gLines[0])}`);
+  const post = await kickoff('Patient/$export', {
+    body: {
+      resourceType: 'Parameters',
+      parameter: [
+        { name: '_type', valueString: 'Patient,Observation' },
+        { name: 'patient', valueReference: { reference: `Patient/${ready.patient_ids[3]}` } },
+        { name: '_outputFormat', valueString: 'application/fhir+ndjson' },
+        { name: 'includeAssociatedData', valueCode: 'LatestProvenanceResources' },
+      ],
+    },
+  });
+  const postDone = (await pollStatus(post.headers.get('content-location'), token)).at(-1);
+  const pcounts = Object.fromEntries((postDone.body?.output ?? []).map((o) => [o.type, o.count]));
+  check('POST kick-off with a Parameters body and patient -> only that patient\'s data (SC-7.4)',
+    post.status === 202 && pcounts.Patient === 1 && pcounts.Observation === 2
+      && postDone.body?.request === `${base}/Patient/$export`,
+    `${show(post)} ${JSON.stringify(postDone.body)?.slice(0, 300)}`);
+  const getPatient = await kickoff(`Patient/$export?patient=Patient/${ready.patient_ids[0]}`);
+  check('patient in a GET kick-off -> 400', getPatient.status === 400, show(getPatient));
+
+  // Transient failures and rate limiting (SC-7.13, SC-7.14).
+  await admin('bulk-settings', { failNextPolls: 1, rateLimitNextPolls: 1, pollCount: 1 });
+  const flaky = await kickoff('$export?_type=Patient');
+  const flakyUrl = flaky.headers.get('content-location');
+  const limited = await fhir('', 'GET', flakyUrl, { token });
+  const failed = await fhir('', 'GET', flakyUrl, { token });
+  const rest = await pollStatus(flakyUrl, token);
+  check('rateLimitNextPolls -> 429 with Retry-After; failNextPolls -> 500 OperationOutcome code transient; then 202, 200',
+    limited.status === 429 && limited.headers.get('retry-after') === '1'
+      && failed.status === 500 && issueCode(failed) === 'transient'
+      && JSON.stringify(rest.map((p) => p.status)) === '[202,200]',
+    `${limited.status} ${failed.status} ${issueCode(failed)} ${rest.map((p) => p.status)}`);
+
+  // Cancel (SC-7.23).
+  const cancelled = await fhir('', 'DELETE', flakyUrl, { token });
+  const afterCancel = await fhir('', 'GET', flakyUrl, { token });
+  const fileAfterCancel = await rawGet(rest.at(-1).body?.output?.[0]?.url ?? `${origin}/bulk-files/x/1.ndjson`, {
+    authorization: `Bearer ${token}`,
+  });
+  check('DELETE on the status URL -> 202; later status and file requests -> 404',
+    cancelled.status === 202 && afterCancel.status === 404 && fileAfterCancel.status === 404,
+    `${cancelled.status} ${afterCancel.status} ${fileAfterCancel.status}`);
+
+  // requiresAccessToken=false: files without a token; the counters tell (SC-7.18, P6).
+  await admin('reset', {});
+  const settings = await admin('bulk-settings', { requiresAccessToken: false, pollCount: 0 });
+  const open = await kickoff('$export?_type=Patient');
+  const openDone = await fhir('', 'GET', open.headers.get('content-location'), { token });
+  const openFile = openDone.body?.output?.[0]?.url;
+  const anon = await rawGet(openFile, {});
+  const withToken = await rawGet(openFile, { authorization: `Bearer ${token}` });
+  const stats = await admin('stats');
+  check('requiresAccessToken=false: manifest says so, files need no token, stats count Authorization',
+    settings.requiresAccessToken === false && openDone.status === 200 && openDone.body?.requiresAccessToken === false
+      && anon.status === 200 && withToken.status === 200
+      && stats.bulk_file_requests_without_auth === 1 && stats.bulk_file_requests_with_auth === 1
+      && stats.bulk_file_requests === 2 && stats.bulk_kickoff_requests === 1,
+    `${openDone.status} ${anon.status} ${withToken.status} ${JSON.stringify(stats)}`);
+  await admin('bulk-settings', { requiresAccessToken: true, pollCount: 2 });
 }
 
 try {

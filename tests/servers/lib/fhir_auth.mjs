@@ -71,28 +71,36 @@ function typesFromTypeParam(query) {
  * types. `find(method, url)` is FhirRouter#find; `url` is relative to the base.
  *
  * - GET read / vread / history-instance      -> r
- * - GET search (type), POST _search, GET Type/_history -> s
+ * - GET search (type), POST _search, GET Type/_history,
+ *   GET Patient/id/Type (compartment)        -> s (on the searched type)
  * - GET search-system (base?_type=A,B)      -> s on each type (or `*`)
+ * - GET _history (system history)            -> s on `*`
  * - POST create                              -> c
  * - PUT update, PATCH                        -> u
  * - DELETE                                   -> d
  * - POST batch/transaction at the base       -> the union over its entries
+ * - routes declaring `permissions` (rest.mjs) -> what they declare:
+ *   Patient/id/$everything -> r on Patient; Type/$validate -> r or c
  * - other operations ($graphql)              -> r and s on `*`
+ *
+ * A `letter` of several letters means any one of them.
  */
 export function requiredPermissions(find, method, url, body, depth = 0) {
   const route = find(method, url);
   if (!route) return [];
   const type = route.params?.resourceType ?? '*';
   const query = new URL(url, 'http://x/').searchParams;
+  if (typeof route.data?.permissions === 'function') return route.data.permissions(route.params, query);
   switch (route.data?.interaction) {
     case 'read':
-      // FhirRouter has no type-history route: `Type/_history` lands on read.
-      return [{ resourceType: type, letter: route.params.id === '_history' ? 's' : 'r' }];
     case 'vread':
     case 'history-instance':
       return [{ resourceType: type, letter: 'r' }];
     case 'search-type':
+    case 'history-type':
       return [{ resourceType: type, letter: 's' }];
+    case 'history-system':
+      return [{ resourceType: '*', letter: 's' }];
     case 'search-system':
       return typesFromTypeParam(query).map((t) => ({ resourceType: t, letter: 's' }));
     case 'create':
@@ -120,7 +128,9 @@ export function requiredPermissions(find, method, url, body, depth = 0) {
 export function missingScopes(grants, needed) {
   const missing = new Set();
   for (const { resourceType, letter } of needed) {
-    if (!permits(grants, resourceType, letter)) missing.add(`system/${resourceType}.${letter}`);
+    if (![...letter].some((l) => permits(grants, resourceType, l))) {
+      missing.add(`system/${resourceType}.${letter[0]}`);
+    }
   }
   return [...missing];
 }

@@ -27,3 +27,33 @@ export async function readBody(req, limit = MAX_BODY_BYTES) {
   }
   return Buffer.concat(chunks, size);
 }
+
+export const FHIR_CONTENT_TYPE = 'application/fhir+json';
+
+/** An error OperationOutcome; the message goes in details.text and diagnostics. */
+export function operationOutcome(code, text, severity = 'error') {
+  // Medplum's own outcomes carry the message in details.text; ours carry it
+  // in both details.text and diagnostics.
+  return {
+    resourceType: 'OperationOutcome',
+    issue: [{
+      severity, code, details: { text }, diagnostics: text,
+    }],
+  };
+}
+
+export function sendFhir(res, status, body, headers = {}) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'Content-Type': FHIR_CONTENT_TYPE,
+    'Content-Length': Buffer.byteLength(text),
+    ...headers,
+  });
+  res.end(text);
+}
+
+/** A header's value as one string (repeated headers joined with commas). */
+export function headerValue(req, name) {
+  const value = req.headers?.[name];
+  return Array.isArray(value) ? value.join(',') : value;
+}
