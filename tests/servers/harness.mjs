@@ -17,7 +17,10 @@ import {
 } from './lib/fhir.mjs';
 import { createTokenVerifier } from './lib/fhir_auth.mjs';
 import { sendJson } from './lib/http_util.mjs';
-import { ACCESS_TOKEN_ALG, createProvider } from './lib/provider.mjs';
+import { createInteractionHandler, LaunchStore } from './lib/launch.mjs';
+import {
+  ACCESS_TOKEN_ALG, OIDC_SCOPES, SIGNING_ALGS, createProvider,
+} from './lib/provider.mjs';
 import { allowedScopes } from './lib/scopes.mjs';
 import { smartConfiguration } from './lib/smart_config.mjs';
 import { HarnessState } from './lib/state.mjs';
@@ -59,15 +62,19 @@ function parseArgs(argv) {
   return opts;
 }
 
-async function generateSigningKey() {
-  const { privateKey, publicKey } = await generateKeyPair(ACCESS_TOKEN_ALG, { extractable: true });
-  const publicJwk = await exportJWK(publicKey);
-  const kid = await calculateJwkThumbprint(publicJwk);
-  const common = { kid, alg: ACCESS_TOKEN_ALG, use: 'sig' };
-  return {
-    privateJwk: { ...(await exportJWK(privateKey)), ...common },
-    publicJwks: { keys: [{ ...publicJwk, ...common }] },
-  };
+/** One signing key per algorithm (RS256 for access and ID tokens, ES384 for ID tokens). */
+async function generateSigningKeys() {
+  const privateJwks = [];
+  const publicKeys = [];
+  for (const alg of SIGNING_ALGS) {
+    const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+    const publicJwk = await exportJWK(publicKey);
+    const kid = await calculateJwkThumbprint(publicJwk);
+    const common = { kid, alg, use: 'sig' };
+    privateJwks.push({ ...(await exportJWK(privateKey)), ...common });
+    publicKeys.push({ ...publicJwk, ...common });
+  }
+  return { privateJwks, publicJwks: { keys: publicKeys } };
 }
 
 function listen(server, port) {
@@ -104,9 +111,9 @@ async function main() {
   }
 
   // Key generation runs on the thread pool while the FHIR definitions load.
-  const keyPromise = generateSigningKey();
+  const keyPromise = generateSigningKeys();
   loadFhirDefinitions();
-  const { privateJwk, publicJwks } = await keyPromise;
+  const { privateJwks, publicJwks } = await keyPromise;
 
   let handler = (req, res) => sendJson(res, 503, { error: 'starting' });
   const server = createServer((req, res) => {
@@ -130,23 +137,53 @@ async function main() {
   const issuer = `${origin}/oidc`;
   const tokenEndpoint = `${issuer}/token`;
   const jwksUri = `${issuer}/jwks`;
-  const grantTypes = ['client_credentials'];
+  const authorizationEndpoint = `${issuer}/auth`;
+  const introspectionEndpoint = `${issuer}/token/introspection`;
+  const revocationEndpoint = `${issuer}/token/revocation`;
+  const interactionBase = `${origin}/interaction`;
+  const grantTypes = ['client_credentials', 'authorization_code'];
 
   const state = new HarnessState();
+  const { repo, router } = createFhirStore({ base });
+  const {
+    patientIds, groupId, groupPatientIds, practitionerId,
+  } = await seedFhirStore(repo);
+
+  const launchStore = new LaunchStore({ base, defaultPatientId: patientIds[0], practitionerId });
+  const readUser = async (ref) => {
+    const m = /^([A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})$/.exec(ref);
+    return m ? repo.readResource(m[1], m[2]) : undefined;
+  };
+  // Read whenever a token is issued; POST /_harness/token-settings changes them.
+  const tokenSettings = {
+    accessTokenTtl: config.accessTokenTtl,
+    refreshTokenTtl: config.refreshTokenTtl,
+    idTokenTtl: config.idTokenTtl,
+  };
   const provider = createProvider({
     issuer,
     fhirBase: base,
     otherResource: `${origin}/other-api`,
     clients: config.clients,
-    accessTokenTtl: config.accessTokenTtl,
-    signingJwk: privateJwk,
+    tokenSettings,
+    signingJwks: privateJwks,
+    publicJwks,
+    interactionBase,
+    launchStore,
+    readUser,
     state,
     log,
   });
   const providerCallback = provider.callback();
-
-  const { repo, router } = createFhirStore({ base });
-  const { patientIds, groupId, groupPatientIds } = await seedFhirStore(repo);
+  const handleInteraction = createInteractionHandler({
+    provider,
+    store: launchStore,
+    fhirBase: base,
+    oidcScopes: new Set(OIDC_SCOPES),
+    resourceScopes: new Set(allowedScopes()),
+    log,
+    sendJson,
+  });
 
   const verifyBearer = createTokenVerifier({
     publicJwks, issuer, audience: base, algorithm: ACCESS_TOKEN_ALG, state,
@@ -161,13 +198,24 @@ async function main() {
     verifyBearer,
     bulk,
     smartConfiguration: smartConfiguration({
-      issuer, jwksUri, tokenEndpoint, grantTypes, scopes: allowedScopes(),
+      issuer,
+      jwksUri,
+      tokenEndpoint,
+      grantTypes,
+      scopes: allowedScopes(),
+      endpoints: {
+        authorization_endpoint: authorizationEndpoint,
+        introspection_endpoint: introspectionEndpoint,
+        revocation_endpoint: revocationEndpoint,
+      },
     }),
-    capabilities: capabilityStatement({ base, tokenEndpoint }),
+    capabilities: capabilityStatement({
+      base, tokenEndpoint, authorizationEndpoint, introspectionEndpoint, revocationEndpoint,
+    }),
     log,
   });
   const handleAdmin = createAdminHandler({
-    state, repo, bulk, log,
+    state, repo, bulk, launchStore, tokenSettings, log,
   });
 
   handler = async (req, res) => {
@@ -191,8 +239,11 @@ async function main() {
     if (pathname.startsWith('/bulk-files/')) {
       return bulk.handleFile(req, res, pathname);
     }
+    if (pathname.startsWith('/interaction/')) {
+      return handleInteraction(req, res);
+    }
     req.resume();
-    return sendJson(res, 404, { error: 'not found', hint: 'paths: /fhir, /oidc, /bulk-files, /_harness' });
+    return sendJson(res, 404, { error: 'not found', hint: 'paths: /fhir, /oidc, /interaction, /bulk-files, /_harness' });
   };
 
   let stopping = false;
@@ -221,10 +272,15 @@ async function main() {
     group_id: groupId,
     group_patient_ids: groupPatientIds,
     bulk_files: `${origin}/bulk-files`,
+    authorization_endpoint: authorizationEndpoint,
+    practitioner_id: practitionerId,
+    introspection_endpoint: introspectionEndpoint,
+    revocation_endpoint: revocationEndpoint,
   };
   process.stdout.write(`${READY_PREFIX}${JSON.stringify(ready)}\n`);
   log(`ready on ${origin} in ${Math.round(performance.now() - startedAt)} ms `
     + `(${config.clients.length} client(s), access_token_ttl=${config.accessTokenTtl}s, `
+    + `refresh_token_ttl=${config.refreshTokenTtl}s, id_token_ttl=${config.idTokenTtl}s, `
     + `bulk: poll_count=${config.bulk.pollCount} requires_access_token=${config.bulk.requiresAccessToken} `
     + `file_max=${config.bulk.fileMax})`);
 }

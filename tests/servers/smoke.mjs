@@ -2,15 +2,20 @@
 // End-to-end smoke test of the harness: `node tests/servers/smoke.mjs`.
 //
 // Spawns harness.mjs with two backend clients (one with an inline RS384 JWK
-// Set, one with an ES384 key published at a jwks_uri served from here),
-// exercises the SMART Backend Services flow, the FHIR bearer checks, the FHIR
-// REST interactions and Bulk Data export, and prints `N passed, M failed` as
-// its last line (exit 0 only when M = 0). Check names cite the SMART-CHECKLIST
-// items they exercise where there is one.
+// Set, one with an ES384 key published at a jwks_uri served from here) and
+// four App Launch clients (public native, client_secret_basic,
+// client_secret_post, private_key_jwt), exercises the SMART Backend Services
+// flow, the FHIR bearer checks, the FHIR REST interactions, Bulk Data export
+// and SMART App Launch (EHR and standalone launch driven headlessly through
+// the auto-approving interaction, refresh rotation, ID tokens, introspection,
+// revocation), and prints `N passed, M failed` as its last line (exit 0 only
+// when M = 0). Check names cite the SMART-CHECKLIST items they exercise where
+// there is one.
 
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer, get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -19,7 +24,8 @@ import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 
 import {
-  SignJWT, calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair,
+  SignJWT, calculateJwkThumbprint, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, exportJWK,
+  generateKeyPair, jwtVerify,
 } from 'jose';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -173,6 +179,7 @@ async function main() {
     clients: [
       { client_id: 'backend-rs384', jwks: { keys: [rs384.publicJwk] } },
       { client_id: 'backend-jku', jwks_uri: jwksUri },
+      ...appLaunchClients(rs384),
     ],
   }));
 
@@ -205,6 +212,12 @@ async function main() {
         && tokenEndpoint === `${ready.issuer}/token`
         && Array.isArray(ready.patient_ids) && ready.patient_ids.length === 5,
       JSON.stringify(ready));
+    check('READY line has authorization/introspection/revocation endpoints and practitioner_id',
+      ready.authorization_endpoint === `${ready.issuer}/auth`
+        && ready.introspection_endpoint === `${ready.issuer}/token/introspection`
+        && ready.revocation_endpoint === `${ready.issuer}/token/revocation`
+        && typeof ready.practitioner_id === 'string' && ready.practitioner_id.length > 0,
+      JSON.stringify(ready));
     check('stdout carries only the READY line', harness.stdoutLines.length === 1,
       JSON.stringify(harness.stdoutLines));
 
@@ -213,8 +226,9 @@ async function main() {
       smart.issuer === ready.issuer
         && smart.token_endpoint === tokenEndpoint
         && smart.jwks_uri === `${ready.issuer}/jwks`
-        && JSON.stringify(smart.grant_types_supported) === '["client_credentials"]'
-        && JSON.stringify(smart.token_endpoint_auth_methods_supported) === '["private_key_jwt"]'
+        && JSON.stringify(smart.grant_types_supported) === '["client_credentials","authorization_code"]'
+        && JSON.stringify(smart.token_endpoint_auth_methods_supported)
+          === '["private_key_jwt","client_secret_basic","client_secret_post"]'
         && JSON.stringify(smart.token_endpoint_auth_signing_alg_values_supported)
           === '["RS384","ES384","RS256","ES256","PS384"]'
         && JSON.stringify(smart.code_challenge_methods_supported) === '["S256"]'
@@ -398,6 +412,11 @@ async function main() {
       base, ready, origin, token: full.body?.access_token, tokenFor,
     });
     console.log(`Bulk Data checks: ${Math.round(performance.now() - bulkStart)} ms`);
+    const launchStart = performance.now();
+    await appLaunchChecks({
+      ready, origin, rs384, backendToken: full.body?.access_token,
+    });
+    console.log(`App Launch checks: ${Math.round(performance.now() - launchStart)} ms`);
   } finally {
     const code = await stopHarness(child);
     check('harness exits 0 on SIGTERM', code === 0, `exit ${code}\n${harness.stderr().slice(-2000)}`);
@@ -467,6 +486,27 @@ async function main() {
   const badBulk = await runToExit(['--config', badConfig]);
   check('bad bulk_file_max exits 2 with a clear message',
     badBulk.code === 2 && /bad config: bulk_file_max/.test(badBulk.err), `exit ${badBulk.code} ${badBulk.err}`);
+
+  writeFileSync(badConfig, JSON.stringify({
+    port: 0, clients: [{ client_id: 'a', token_endpoint_auth_method: 'client_secret_basic', redirect_uris: ['https://a.example/cb'] }],
+  }));
+  const noSecret = await runToExit(['--config', badConfig]);
+  writeFileSync(badConfig, JSON.stringify({
+    port: 0, clients: [{ client_id: 'a', token_endpoint_auth_method: 'none', grant_types: ['authorization_code'] }],
+  }));
+  const noRedirect = await runToExit(['--config', badConfig]);
+  writeFileSync(badConfig, JSON.stringify({
+    port: 0,
+    clients: [{
+      client_id: 'a', token_endpoint_auth_method: 'none', redirect_uris: ['https://a.example/cb'], id_token_signed_response_alg: 'HS256',
+    }],
+  }));
+  const badAlg = await runToExit(['--config', badConfig]);
+  check('bad App Launch clients exit 2: no client_secret, no redirect_uris, unsupported id_token alg',
+    noSecret.code === 2 && /bad config: clients\[0\]\.client_secret/.test(noSecret.err)
+      && noRedirect.code === 2 && /bad config: clients\[0\]\.redirect_uris/.test(noRedirect.err)
+      && badAlg.code === 2 && /id_token_signed_response_alg/.test(badAlg.err),
+    `${noSecret.code} ${noSecret.err} ${noRedirect.code} ${noRedirect.err} ${badAlg.code} ${badAlg.err}`);
 
   jwksServer.close();
   rmSync(dir, { recursive: true, force: true });
@@ -1043,6 +1083,474 @@ async function bulkChecks({
       && stats.bulk_file_requests === 2 && stats.bulk_kickoff_requests === 1,
     `${openDone.status} ${anon.status} ${withToken.status} ${JSON.stringify(stats)}`);
   await admin('bulk-settings', { requiresAccessToken: true, pollCount: 2 });
+}
+
+// ------------------------------------------------------------------ App Launch
+
+const CB_PUBLIC = 'http://127.0.0.1:1/callback';
+const CB_BASIC = 'https://app.example/basic/callback';
+const CB_POST = 'https://app.example/post/callback';
+const CB_JWT = 'https://app.example/jwt/callback';
+const SECRET_BASIC = 'basic-secret-0123456789';
+const SECRET_POST = 'post-secret-0123456789';
+
+/** The App Launch clients of the smoke CONFIG. */
+function appLaunchClients(rs384) {
+  return [
+    {
+      client_id: 'app-public',
+      token_endpoint_auth_method: 'none',
+      application_type: 'native',
+      redirect_uris: [CB_PUBLIC],
+      grant_types: ['authorization_code', 'refresh_token'],
+    },
+    {
+      client_id: 'app-basic',
+      token_endpoint_auth_method: 'client_secret_basic',
+      client_secret: SECRET_BASIC,
+      redirect_uris: [CB_BASIC],
+      id_token_signed_response_alg: 'ES384',
+    },
+    {
+      client_id: 'app-post',
+      token_endpoint_auth_method: 'client_secret_post',
+      client_secret: SECRET_POST,
+      redirect_uris: [CB_POST],
+    },
+    {
+      client_id: 'app-jwt',
+      token_endpoint_auth_method: 'private_key_jwt',
+      jwks: { keys: [rs384.publicJwk] },
+      redirect_uris: [CB_JWT],
+      grant_types: ['authorization_code', 'refresh_token'],
+    },
+  ];
+}
+
+function pkcePair() {
+  const verifier = randomBytes(32).toString('base64url');
+  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
+}
+
+/** Stores the name=value of every Set-Cookie (path, domain and expiry ignored). */
+function keepCookies(jar, res) {
+  for (const line of res.headers.getSetCookie()) {
+    const pair = line.split(';')[0];
+    const eq = pair.indexOf('=');
+    if (eq > 0) jar.set(pair.slice(0, eq).trim(), pair.slice(eq + 1).trim());
+  }
+}
+
+const isAt = (url, redirectUri) => {
+  const u = new URL(url);
+  const r = new URL(redirectUri);
+  return u.origin === r.origin && u.pathname === r.pathname;
+};
+
+/**
+ * Runs an authorization request the way a headless test client does: GET (or
+ * POST form) to the authorization endpoint, then follow every 303 with GET,
+ * sending back all cookies received so far, until the Location is the
+ * redirect URI (not fetched). Returns { chain: ["303 url", ...], callback:
+ * URLSearchParams | undefined, last: { status, text } }.
+ */
+async function authorize(ready, params, { method = 'GET', jar = new Map(), cookies = true } = {}) {
+  const chain = [];
+  let url = ready.authorization_endpoint;
+  let init = { method, redirect: 'manual', headers: {} };
+  const form = new URLSearchParams(params);
+  if (method === 'GET') url = `${url}?${form}`;
+  else {
+    init.headers['content-type'] = 'application/x-www-form-urlencoded';
+    init.body = form.toString();
+  }
+  for (let hop = 0; hop < 8; hop += 1) {
+    if (cookies && jar.size > 0) init.headers.cookie = [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
+    const res = await fetch(url, init);
+    if (cookies) keepCookies(jar, res);
+    chain.push(`${res.status} ${url.split('?')[0]}`);
+    const location = res.headers.get('location');
+    if (res.status < 300 || res.status > 399 || !location) {
+      return { chain, last: { status: res.status, text: await res.text() } };
+    }
+    await res.arrayBuffer();
+    const next = new URL(location, url).href;
+    if (isAt(next, params.redirect_uri)) {
+      return { chain, callback: new URL(next).searchParams, location: next };
+    }
+    url = next;
+    init = { method: 'GET', redirect: 'manual', headers: {} };
+  }
+  return { chain, last: { status: 0, text: 'too many redirects' } };
+}
+
+/** Client authentication for a token / introspection / revocation request. */
+async function clientAuth(client, endpoint, rs384) {
+  switch (client) {
+    case 'app-basic':
+      return {
+        headers: { authorization: `Basic ${Buffer.from(`${client}:${SECRET_BASIC}`).toString('base64')}` },
+        form: {},
+      };
+    case 'app-post':
+      return { headers: {}, form: { client_id: client, client_secret: SECRET_POST } };
+    case 'app-jwt':
+      return {
+        headers: {},
+        form: {
+          client_assertion_type: JWT_BEARER,
+          client_assertion: await clientAssertion({ clientId: client, key: rs384, aud: endpoint }),
+        },
+      };
+    default:
+      return { headers: {}, form: { client_id: client } };
+  }
+}
+
+/** POSTs a form with the client's authentication; { status, body }. */
+async function postForm(endpoint, client, form, rs384) {
+  const auth = await clientAuth(client, endpoint, rs384);
+  const res = await fetch(endpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', ...auth.headers },
+    body: new URLSearchParams({ ...auth.form, ...form }),
+  });
+  const text = await res.text();
+  let body = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    // not JSON
+  }
+  return { status: res.status, body, text };
+}
+
+async function appLaunchChecks({
+  ready, origin, rs384, backendToken,
+}) {
+  const { base } = ready;
+  const admin = async (path, body) => {
+    const res = await fetch(`${origin}/_harness/${path}`, {
+      method: body === undefined ? 'GET' : 'POST',
+      headers: { 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: res.status, body: await res.json() };
+  };
+  const jwks = createRemoteJWKSet(new URL(`${ready.issuer}/jwks`));
+  const verifyIdToken = (idToken, clientId) => jwtVerify(idToken ?? '', jwks, {
+    issuer: ready.issuer, audience: clientId, algorithms: ['RS256', 'ES384'],
+  }).then((r) => r.payload, (err) => ({ error: err.code ?? err.message }));
+  const token = (client, form) => postForm(ready.token_endpoint, client, form, rs384);
+  const launchParams = (client, redirectUri, scope, extra = {}) => {
+    const pkce = pkcePair();
+    return {
+      pkce,
+      params: {
+        response_type: 'code',
+        client_id: client,
+        redirect_uri: redirectUri,
+        scope,
+        state: randomBytes(16).toString('base64url'),
+        aud: base,
+        code_challenge: pkce.challenge,
+        code_challenge_method: 'S256',
+        ...extra,
+      },
+    };
+  };
+  const exchange = (client, callback, redirectUri, verifier) => token(client, {
+    grant_type: 'authorization_code', code: callback?.get('code') ?? 'none', redirect_uri: redirectUri, code_verifier: verifier,
+  });
+  await admin('reset', {});
+
+  // Discovery.
+  const smart = await (await fetch(`${base}/.well-known/smart-configuration`)).json();
+  const caps = ['launch-ehr', 'launch-standalone', 'authorize-post', 'client-public', 'client-confidential-symmetric',
+    'client-confidential-asymmetric', 'sso-openid-connect', 'context-ehr-patient', 'context-ehr-encounter',
+    'context-standalone-patient', 'context-banner', 'context-style', 'permission-offline', 'permission-online',
+    'permission-patient', 'permission-user', 'permission-v1', 'permission-v2'];
+  check('smart-configuration advertises App Launch (SC-1.7, SC-1.8)',
+    smart.authorization_endpoint === ready.authorization_endpoint
+      && smart.introspection_endpoint === ready.introspection_endpoint
+      && smart.revocation_endpoint === ready.revocation_endpoint
+      && JSON.stringify(smart.response_types_supported) === '["code"]'
+      && caps.every((c) => smart.capabilities.includes(c)) && smart.capabilities.length === caps.length
+      && ['openid', 'fhirUser', 'launch', 'launch/patient', 'launch/encounter', 'offline_access', 'online_access',
+        'patient/*.rs', 'user/*.rs'].every((sc) => smart.scopes_supported.includes(sc)),
+    JSON.stringify({ ...smart, scopes_supported: smart.scopes_supported?.length }));
+  const oidcConfig = await (await fetch(`${ready.issuer}/.well-known/openid-configuration`)).json();
+  check('openid-configuration: jwks_uri, authorization endpoint, RS256 and ES384 ID tokens, fhirUser claim (SC-4.34)',
+    oidcConfig.jwks_uri === `${ready.issuer}/jwks` && oidcConfig.authorization_endpoint === ready.authorization_endpoint
+      && ['RS256', 'ES384'].every((a) => oidcConfig.id_token_signing_alg_values_supported?.includes(a))
+      && oidcConfig.claims_supported?.includes('fhirUser')
+      && JSON.stringify(oidcConfig.code_challenge_methods_supported) === '["S256"]'
+      && oidcConfig.authorization_response_iss_parameter_supported === true,
+    JSON.stringify(oidcConfig).slice(0, 400));
+  const metadata = await fhir(base, 'GET', 'metadata');
+  const oauthUris = metadata.body?.rest?.[0]?.security?.extension?.[0]?.extension ?? [];
+  check('CapabilityStatement oauth-uris: authorize, token, introspect, revoke (SC-1.16)',
+    JSON.stringify(oauthUris.map((e) => e.url)) === '["authorize","token","introspect","revoke"]'
+      && oauthUris[0].valueUri === ready.authorization_endpoint, JSON.stringify(oauthUris));
+
+  // Standalone launch, public native client, loopback redirect URI on another port.
+  const redirectPublic = 'http://127.0.0.1:49152/callback';
+  const pub = launchParams('app-public', redirectPublic,
+    'openid fhirUser launch/patient patient/*.rs offline_access', { nonce: 'nonce-1' });
+  const jar = new Map();
+  const pubFlow = await authorize(ready, pub.params, { jar });
+  const uid = pubFlow.chain[1]?.split('/').pop();
+  check('standalone launch: 303 /oidc/auth -> 303 /interaction/<uid> -> 303 /oidc/auth/<uid> -> redirect_uri (SC-4.5)',
+    JSON.stringify(pubFlow.chain) === JSON.stringify([
+      `303 ${ready.authorization_endpoint}`, `303 ${origin}/interaction/${uid}`, `303 ${ready.authorization_endpoint}/${uid}`,
+    ]) && ['_interaction', '_interaction_resume', '_session'].every((c) => jar.has(c)),
+    `${JSON.stringify(pubFlow.chain)} ${pubFlow.last?.text?.slice(0, 200)} cookies=${[...jar.keys()]}`);
+  const cb = pubFlow.callback;
+  check('callback carries code, the same state and iss = the issuer (SC-4.13, SC-4.17)',
+    !!cb?.get('code') && cb.get('state') === pub.params.state && cb.get('iss') === ready.issuer,
+    String(pubFlow.location));
+  check('native client: a loopback redirect URI matches on any port (RFC 8252 §7.3)',
+    !!cb && isAt(pubFlow.location, redirectPublic), String(pubFlow.location));
+  const pubTok = await exchange('app-public', cb, redirectPublic, pub.pkce.verifier);
+  const pubAt = pubTok.body?.access_token ? decodeJwt(pubTok.body.access_token) : {};
+  check('public client code exchange: JWT access token for the FHIR base, refresh token, patient context (SC-4.18–4.20, SC-4.28)',
+    pubTok.status === 200 && pubAt.aud === base && pubAt.iss === ready.issuer && pubAt.client_id === 'app-public'
+      && pubTok.body.scope === 'openid fhirUser launch/patient patient/*.rs offline_access'
+      && typeof pubTok.body.refresh_token === 'string' && pubTok.body.patient === ready.patient_ids[0]
+      && pubTok.body.token_type === 'Bearer' && pubTok.body.expires_in === 300,
+    `${pubTok.status} ${JSON.stringify({ ...pubTok.body, access_token: pubAt })}`);
+  const pubId = await verifyIdToken(pubTok.body?.id_token, 'app-public');
+  check('id_token: RS256 signed by /oidc/jwks, iss, aud, nonce, fhirUser = the patient (patient-facing standalone) (SC-4.33–4.35)',
+    decodeProtectedHeader(pubTok.body?.id_token ?? 'e30.e30.')?.alg === 'RS256'
+      && pubId.nonce === 'nonce-1' && pubId.fhirUser === `${base}/Patient/${ready.patient_ids[0]}`
+      && pubId.sub === `Patient/${ready.patient_ids[0]}` && typeof pubId.exp === 'number',
+    JSON.stringify(pubId));
+  const pubRead = await fhir(base, 'GET', `Patient/${ready.patient_ids[0]}`, { token: pubTok.body?.access_token });
+  check('patient/*.rs App Launch token reads the launch patient', pubRead.status === 200, show(pubRead));
+  const reused = await exchange('app-public', cb, redirectPublic, pub.pkce.verifier);
+  const afterReuse = await fhir(base, 'GET', `Patient/${ready.patient_ids[0]}`, { token: pubTok.body?.access_token });
+  check('a code used twice -> invalid_grant, and the tokens issued for it are revoked (P4)',
+    reused.status === 400 && reused.body?.error === 'invalid_grant' && afterReuse.status === 401,
+    `${reused.status} ${reused.text} ${afterReuse.status}`);
+
+  // Refresh rotation (fresh flow: the grant above was revoked).
+  const again = launchParams('app-public', redirectPublic, 'launch/patient patient/*.rs offline_access');
+  const againFlow = await authorize(ready, again.params);
+  const againTok = await exchange('app-public', againFlow.callback, redirectPublic, again.pkce.verifier);
+  const rt1 = againTok.body?.refresh_token;
+  const refresh = (client, rt, extra = {}) => token(client, { grant_type: 'refresh_token', refresh_token: rt ?? 'none', ...extra });
+  const r1 = await refresh('app-public', rt1);
+  check('refresh: new access and refresh tokens, launch context again (SC-4.29, SC-4.31)',
+    againTok.status === 200 && r1.status === 200 && typeof r1.body?.refresh_token === 'string'
+      && r1.body.refresh_token !== rt1 && r1.body.access_token !== againTok.body.access_token
+      && r1.body.patient === ready.patient_ids[0] && r1.body.scope === 'launch/patient patient/*.rs offline_access',
+    `${againTok.status} ${r1.status} ${JSON.stringify(Object.keys(r1.body ?? {}))}`);
+  const narrow = await refresh('app-public', r1.body?.refresh_token, { scope: 'patient/*.rs' });
+  check('refresh with a narrower scope -> that scope', narrow.status === 200 && narrow.body?.scope === 'patient/*.rs',
+    narrow.text);
+  const old = await refresh('app-public', rt1);
+  const newest = await refresh('app-public', narrow.body?.refresh_token);
+  const rotatedRead = await fhir(base, 'GET', `Patient/${ready.patient_ids[0]}`, { token: narrow.body?.access_token });
+  check('rotation: an old refresh token -> invalid_grant; the whole grant is revoked with it (SC-4.32, P12)',
+    old.status === 400 && old.body?.error === 'invalid_grant'
+      && newest.status === 400 && newest.body?.error === 'invalid_grant' && rotatedRead.status === 401,
+    `${old.status} ${old.text} ${newest.status} ${rotatedRead.status}`);
+
+  // EHR launch, client_secret_basic, ES384 ID token.
+  const ctx = {
+    patient: ready.patient_ids[2],
+    encounter: 'enc-42',
+    fhirContext: [{ reference: 'Encounter/enc-42' }, { reference: 'DiagnosticReport/dr-1', role: 'https://example.org/role' }],
+    need_patient_banner: false,
+    smart_style_url: `${origin}/style.json`,
+    intent: 'reconcile-medications',
+    tenant: 'tenant-1',
+    extra: { authorization_details: [{ type: 'smart_on_fhir', locations: [base] }], 'x-extension': 7 },
+  };
+  const launch = await admin('launch', ctx);
+  check('POST /_harness/launch -> {"launch": id, "iss": base}',
+    launch.status === 200 && typeof launch.body.launch === 'string' && launch.body.iss === base, JSON.stringify(launch));
+  const badLaunch = await admin('launch', { patient: 'Patient/x' });
+  check('POST /_harness/launch with a bad field -> 400', badLaunch.status === 400, JSON.stringify(badLaunch));
+  const ehr = launchParams('app-basic', CB_BASIC, 'launch openid fhirUser user/*.rs offline_access',
+    { launch: launch.body.launch, nonce: 'nonce-2' });
+  const ehrFlow = await authorize(ready, ehr.params);
+  const ehrTok = await exchange('app-basic', ehrFlow.callback, CB_BASIC, ehr.pkce.verifier);
+  const b = ehrTok.body ?? {};
+  check('EHR launch (client_secret_basic): every launch context member in the token response (SC-4.2, SC-4.20–4.22)',
+    ehrTok.status === 200 && b.patient === ctx.patient && b.encounter === ctx.encounter
+      && JSON.stringify(b.fhirContext) === JSON.stringify(ctx.fhirContext) && b.need_patient_banner === false
+      && b.smart_style_url === ctx.smart_style_url && b.intent === ctx.intent && b.tenant === ctx.tenant
+      && b.authorization_details?.[0]?.type === 'smart_on_fhir' && b['x-extension'] === 7
+      && typeof b.refresh_token === 'string',
+    `${ehrTok.status} ${JSON.stringify({ ...b, access_token: '…', id_token: '…', refresh_token: '…' })}`);
+  const ehrId = await verifyIdToken(b.id_token, 'app-basic');
+  check('id_token ES384 for a client registered with it; fhirUser = the seeded Practitioner (SC-4.34, SC-4.35)',
+    decodeProtectedHeader(b.id_token ?? 'e30.e30.')?.alg === 'ES384' && ehrId.nonce === 'nonce-2'
+      && ehrId.fhirUser === `${base}/Practitioner/${ready.practitioner_id}`,
+    JSON.stringify(ehrId));
+  const ehrRefresh = await refresh('app-basic', b.refresh_token);
+  check('refresh response of an EHR launch repeats the launch context (SC-4.31)',
+    ehrRefresh.status === 200 && ehrRefresh.body?.encounter === ctx.encounter && ehrRefresh.body?.tenant === ctx.tenant,
+    ehrRefresh.text);
+  const wrongSecret = await fetch(ready.token_endpoint, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from('app-basic:wrong').toString('base64')}`,
+    },
+    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: ehrRefresh.body?.refresh_token ?? 'x' }),
+  });
+  check('client_secret_basic with a wrong secret -> 401 invalid_client (SC-2.15)',
+    wrongSecret.status === 401 && (await wrongSecret.json()).error === 'invalid_client', `${wrongSecret.status}`);
+
+  // Authorization errors come back to the redirect URI (SC-4.14).
+  const errorOf = async (params, opts) => {
+    const flow = await authorize(ready, params, opts);
+    return `${flow.callback?.get('error')}|${flow.callback?.get('state') === params.state}`;
+  };
+  const withState = (p) => ({ ...p.params });
+  const unknownLaunch = await errorOf(withState(launchParams('app-basic', CB_BASIC, 'launch openid', { launch: 'nope' })));
+  const wrongAud = await errorOf({ ...withState(launchParams('app-basic', CB_BASIC, 'launch/patient')), aud: `${origin}/other-api` });
+  const noAud = withState(launchParams('app-basic', CB_BASIC, 'launch/patient'));
+  delete noAud.aud;
+  const missingAud = await errorOf(noAud);
+  const noPkce = withState(launchParams('app-basic', CB_BASIC, 'launch/patient'));
+  delete noPkce.code_challenge;
+  delete noPkce.code_challenge_method;
+  const missingPkce = await errorOf(noPkce);
+  const plainPkce = await errorOf({ ...withState(launchParams('app-basic', CB_BASIC, 'launch/patient')), code_challenge_method: 'plain' });
+  check('error redirects with state: unknown launch, wrong aud, missing aud, no PKCE, plain PKCE -> invalid_request (SC-4.14, P8, P4)',
+    [unknownLaunch, wrongAud, missingAud, missingPkce, plainPkce].every((e) => e === 'invalid_request|true'),
+    JSON.stringify({
+      unknownLaunch, wrongAud, missingAud, missingPkce, plainPkce,
+    }));
+  const noneFresh = await errorOf({ ...withState(launchParams('app-public', redirectPublic, 'patient/*.rs')), prompt: 'none' });
+  const noneSession = await errorOf({ ...withState(launchParams('app-basic', CB_BASIC, 'patient/*.rs')), prompt: 'none' },
+    { jar: new Map(jar) });
+  const noneNative = await errorOf({ ...withState(launchParams('app-public', redirectPublic, 'patient/*.rs')), prompt: 'none' },
+    { jar: new Map(jar) });
+  check('prompt=none -> login_required without a session; with one consent_required (native: interaction_required)',
+    noneFresh === 'login_required|true' && noneSession === 'consent_required|true' && noneNative === 'interaction_required|true',
+    `${noneFresh} ${noneSession} ${noneNative}`);
+  const webOtherPort = await authorize(ready, withState(launchParams('app-basic', 'https://app.example:8443/basic/callback', 'launch/patient')));
+  check('an unregistered redirect URI (also another port of a web client) -> 400 page, no redirect (P10)',
+    webOtherPort.last?.status === 400 && !webOtherPort.callback, JSON.stringify(webOtherPort));
+  const badVerifier = launchParams('app-basic', CB_BASIC, 'launch/patient patient/*.rs');
+  const badVerifierFlow = await authorize(ready, badVerifier.params);
+  const badVerifierTok = await exchange('app-basic', badVerifierFlow.callback, CB_BASIC, pkcePair().verifier);
+  check('code exchange with the wrong code_verifier -> invalid_grant (SC-4.8)',
+    badVerifierTok.status === 400 && badVerifierTok.body?.error === 'invalid_grant', badVerifierTok.text);
+
+  // Without cookies the interaction cannot continue.
+  const noCookies = await authorize(ready, launchParams('app-basic', CB_BASIC, 'launch/patient').params, { cookies: false });
+  check('a client that drops the cookies stops at the interaction with 400 invalid_request',
+    noCookies.last?.status === 400 && /cookies/.test(noCookies.last.text) && noCookies.chain.length === 2,
+    JSON.stringify(noCookies));
+
+  // client_secret_post, POSTed authorization request, standalone context, online_access.
+  const standalone = await admin('standalone-context', {
+    patient: ready.patient_ids[1], encounter: 'enc-7', need_patient_banner: true,
+  });
+  const postParams = launchParams('app-post', CB_POST, 'openid fhirUser launch/patient launch/encounter user/*.rs offline_access');
+  const postFlow = await authorize(ready, postParams.params, { method: 'POST' });
+  const postTok = await exchange('app-post', postFlow.callback, CB_POST, postParams.pkce.verifier);
+  const postId = await verifyIdToken(postTok.body?.id_token, 'app-post');
+  check('authorize-post + client_secret_post + standalone context (launch/patient, launch/encounter) + offline_access (SC-4.10, SC-2.21)',
+    standalone.status === 200 && postFlow.chain[0] === `303 ${ready.authorization_endpoint}`
+      && postTok.status === 200 && postTok.body?.patient === ready.patient_ids[1] && postTok.body?.encounter === 'enc-7'
+      && postTok.body?.need_patient_banner === true && typeof postTok.body?.refresh_token === 'string'
+      && postId.fhirUser === `${base}/Practitioner/${ready.practitioner_id}`,
+    `${JSON.stringify(postFlow.chain)} ${postTok.status} ${JSON.stringify({ ...postTok.body, access_token: '…', id_token: postId })}`);
+  const noEncounter = launchParams('app-post', CB_POST, 'launch/patient user/*.rs');
+  const noEncounterTok = await exchange('app-post', (await authorize(ready, noEncounter.params)).callback, CB_POST, noEncounter.pkce.verifier);
+  check('standalone without launch/encounter gets no encounter; without offline/online_access no refresh token (SC-4.23, SC-4.28)',
+    noEncounterTok.status === 200 && noEncounterTok.body?.patient === ready.patient_ids[1]
+      && noEncounterTok.body?.encounter === undefined && noEncounterTok.body?.refresh_token === undefined,
+    noEncounterTok.text);
+  await admin('standalone-context', { patient: ready.patient_ids[0] });
+
+  // A reused cookie jar (session) and another user.
+  const jarLaunch = await admin('launch', { patient: ready.patient_ids[3], fhirUser: `Patient/${ready.patient_ids[3]}` });
+  const jarParams = launchParams('app-public', redirectPublic, 'launch openid fhirUser patient/*.rs',
+    { launch: jarLaunch.body.launch, nonce: 'nonce-3' });
+  const jarFlow = await authorize(ready, jarParams.params, { jar });
+  const jarTok = await exchange('app-public', jarFlow.callback, redirectPublic, jarParams.pkce.verifier);
+  const jarId = await verifyIdToken(jarTok.body?.id_token, 'app-public');
+  check('a reused session with another user (launch fhirUser) still completes; the id_token names the new user',
+    jarTok.status === 200 && jarId.fhirUser === `${base}/Patient/${ready.patient_ids[3]}`
+      && jarTok.body?.patient === ready.patient_ids[3],
+    `${JSON.stringify(jarFlow.chain)} ${jarTok.status} ${JSON.stringify(jarId)}`);
+
+  // private_key_jwt App Launch client: exchange and refresh with assertions.
+  const jwtParams = launchParams('app-jwt', CB_JWT, 'openid profile launch/patient patient/Patient.r online_access');
+  const jwtTok = await exchange('app-jwt', (await authorize(ready, jwtParams.params)).callback, CB_JWT, jwtParams.pkce.verifier);
+  const jwtRefresh = await refresh('app-jwt', jwtTok.body?.refresh_token);
+  check('private_key_jwt App Launch client: code exchange and refresh with client assertions; online_access (SC-4.18, SC-4.28, SC-4.29)',
+    jwtTok.status === 200 && jwtRefresh.status === 200 && jwtRefresh.body?.patient === ready.patient_ids[0]
+      && jwtTok.body?.scope === 'openid profile launch/patient patient/Patient.r online_access',
+    `${jwtTok.status} ${jwtTok.text.slice(0, 200)} ${jwtRefresh.status}`);
+  const jwtId = await verifyIdToken(jwtTok.body?.id_token, 'app-jwt');
+  check('openid profile, patient-facing (no fhirUser scope): id_token with the v1 profile claim and the patient\'s name (SC-4.36)',
+    jwtId.profile === `${base}/Patient/${ready.patient_ids[0]}` && jwtId.name === 'Ada Ingram'
+      && jwtId.fhirUser === undefined, JSON.stringify(jwtId));
+
+  // Introspection (SC-6.1–6.4).
+  const introspect = (client, tok) => postForm(ready.introspection_endpoint, client, { token: tok ?? 'x' }, rs384);
+  const liveAt = ehrRefresh.body?.access_token;
+  const i1 = await introspect('app-basic', liveAt);
+  check('introspection of a JWT access token: active, scope, client_id, exp, sub, launch context, fhirUser (SC-6.3)',
+    i1.status === 200 && i1.body?.active === true && i1.body.client_id === 'app-basic'
+      && i1.body.scope === 'launch openid fhirUser user/*.rs offline_access' && typeof i1.body.exp === 'number'
+      && i1.body.patient === ctx.patient && i1.body.encounter === ctx.encounter
+      && i1.body.fhirUser === `${base}/Practitioner/${ready.practitioner_id}`
+      && i1.body.sub === `Practitioner/${ready.practitioner_id}` && i1.body.iss === ready.issuer,
+    i1.text);
+  const i2 = await introspect('app-basic', ehrRefresh.body?.refresh_token);
+  check('introspection of a refresh token: active with the launch context', i2.status === 200 && i2.body?.active === true
+    && i2.body.patient === ctx.patient && i2.body.client_id === 'app-basic', i2.text);
+  const i3 = await introspect('app-basic', 'not-a-token');
+  const i4 = await introspect('app-public', liveAt);
+  const i5 = await introspect('app-jwt', backendToken);
+  check('introspection: unknown token, or a public client asking about another client\'s token -> {"active": false} (SC-6.4)',
+    JSON.stringify(i3.body) === '{"active":false}' && JSON.stringify(i4.body) === '{"active":false}'
+      && i5.body?.active === true && i5.body.client_id === 'backend-rs384',
+    `${i3.text} ${i4.text} ${i5.text}`);
+
+  // Revocation (SC-6.5, SC-6.6).
+  const revoke = (client, tok, hint) => postForm(ready.revocation_endpoint, client,
+    { token: tok ?? 'x', ...(hint ? { token_type_hint: hint } : {}) }, rs384);
+  const before = await fhir(base, 'GET', `Patient/${ctx.patient}`, { token: liveAt });
+  const rv1 = await revoke('app-basic', liveAt, 'access_token');
+  const after = await fhir(base, 'GET', `Patient/${ctx.patient}`, { token: liveAt });
+  const i6 = await introspect('app-basic', liveAt);
+  check('revoking an access token -> 200; /fhir then answers 401 and introspection inactive',
+    before.status === 200 && rv1.status === 200 && after.status === 401 && i6.body?.active === false,
+    `${before.status} ${rv1.status} ${rv1.text} ${after.status} ${i6.text}`);
+  const rv2 = await revoke('app-basic', ehrRefresh.body?.refresh_token, 'refresh_token');
+  const refreshAfterRevoke = await refresh('app-basic', ehrRefresh.body?.refresh_token);
+  const rv3 = await revoke('app-basic', 'unknown-token');
+  check('revoking a refresh token -> 200, refresh then invalid_grant; an unknown token -> 200 (RFC 7009)',
+    rv2.status === 200 && refreshAfterRevoke.status === 400 && refreshAfterRevoke.body?.error === 'invalid_grant'
+      && rv3.status === 200,
+    `${rv2.status} ${refreshAfterRevoke.status} ${refreshAfterRevoke.text} ${rv3.status}`);
+
+  // Stats and token settings.
+  const stats = (await admin('stats')).body;
+  check('stats count code exchanges and refresh requests by client',
+    stats.code_exchanges_by_client['app-public'] === 4 && stats.refresh_requests_by_client['app-public'] === 4
+      && stats.code_exchanges_by_client['app-basic'] === 2 && stats.refresh_requests_by_client['app-basic'] === 3
+      && stats.code_exchanges_by_client['app-jwt'] === 1 && stats.refresh_requests_by_client['app-jwt'] === 1,
+    JSON.stringify(stats));
+  const ttl = await admin('token-settings', { accessTokenTtl: 120 });
+  const shortParams = launchParams('app-public', redirectPublic, 'patient/*.rs');
+  const shortTok = await exchange('app-public', (await authorize(ready, shortParams.params)).callback, redirectPublic,
+    shortParams.pkce.verifier);
+  await admin('token-settings', { accessTokenTtl: 300 });
+  const badTtl = await admin('token-settings', { accessTokenTtl: 0 });
+  check('POST /_harness/token-settings changes the lifetime of tokens issued afterwards',
+    ttl.status === 200 && ttl.body.accessTokenTtl === 120 && shortTok.body?.expires_in === 120
+      && badTtl.status === 400, `${JSON.stringify(ttl)} ${shortTok.text.slice(0, 100)} ${badTtl.status}`);
 }
 
 try {

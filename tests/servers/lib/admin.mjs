@@ -9,8 +9,12 @@
 //   POST /_harness/bulk-settings  {"requiresAccessToken", "pollCount", "fileMax",
 //                                  "failNextPolls", "rateLimitNextPolls"} (each optional)
 //   GET  /_harness/bulk-kickoffs  -> {"kickoffs": [...]} every accepted $export kick-off
+//   POST /_harness/launch         {"patient", "encounter", "fhirContext", ...} -> {"launch": id, "iss": base}
+//   GET  /_harness/standalone-context, POST (replace) -> the standalone launch context
+//   GET  /_harness/token-settings, POST {"accessTokenTtl", "refreshTokenTtl", "idTokenTtl"}
 
 import { BodyTooLarge, readBody, sendJson } from './http_util.mjs';
+import { LaunchContextError } from './launch.mjs';
 import {
   MAX_SEED_OBSERVATIONS_PER_PATIENT, MAX_SEED_PATIENTS, seedBulk,
 } from './seed.mjs';
@@ -36,8 +40,34 @@ function seedCount(body, key, max) {
   return value;
 }
 
+const TOKEN_SETTING_KEYS = ['accessTokenTtl', 'refreshTokenTtl', 'idTokenTtl'];
+
+/** Applies a POST /_harness/token-settings body to `settings` (all or nothing). */
+function updateTokenSettings(settings, body) {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new AdminError(`body must be an object with any of ${TOKEN_SETTING_KEYS.join(', ')}`);
+  }
+  const unknown = Object.keys(body).filter((k) => !TOKEN_SETTING_KEYS.includes(k));
+  if (unknown.length > 0) throw new AdminError(`unknown field(s): ${unknown.join(', ')}`);
+  for (const [key, value] of Object.entries(body)) {
+    if (!Number.isSafeInteger(value) || value <= 0) throw new AdminError(`${key} must be a positive integer (seconds)`);
+  }
+  Object.assign(settings, body);
+  return { ...settings };
+}
+
+/** Runs a launch-store update, turning its validation errors into 400s. */
+function launchCall(fn) {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof LaunchContextError) throw new AdminError(err.message);
+    throw err;
+  }
+}
+
 export function createAdminHandler({
-  state, repo, bulk, log,
+  state, repo, bulk, launchStore, tokenSettings, log,
 }) {
   const routes = {
     'GET /_harness/stats': () => [200, state.stats()],
@@ -83,6 +113,25 @@ export function createAdminHandler({
       return [200, settings];
     },
     'GET /_harness/bulk-kickoffs': () => [200, { kickoffs: state.bulkKickoffs }],
+    'POST /_harness/launch': (text) => {
+      const body = jsonBody(text);
+      const launch = launchCall(() => launchStore.createLaunch(body));
+      log(`admin: launch created with ${Object.keys(body).join(',') || 'no context'}`);
+      return [200, { launch, iss: launchStore.base }];
+    },
+    'GET /_harness/standalone-context': () => [200, launchStore.standaloneView()],
+    'POST /_harness/standalone-context': (text) => {
+      const body = jsonBody(text);
+      const view = launchCall(() => launchStore.setStandalone(body));
+      log(`admin: standalone context ${JSON.stringify(view)}`);
+      return [200, view];
+    },
+    'GET /_harness/token-settings': () => [200, { ...tokenSettings }],
+    'POST /_harness/token-settings': (text) => {
+      const settings = updateTokenSettings(tokenSettings, jsonBody(text));
+      log(`admin: token settings ${JSON.stringify(settings)}`);
+      return [200, settings];
+    },
   };
 
   return async function handleAdmin(req, res, pathname) {

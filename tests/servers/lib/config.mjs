@@ -13,15 +13,34 @@ export const CLIENT_ASSERTION_ALGS = Object.freeze(['RS384', 'ES384', 'RS256', '
 /** Default lifetime of issued access tokens, in seconds. */
 export const DEFAULT_ACCESS_TOKEN_TTL = 300;
 
+/** Default lifetimes of refresh tokens and ID tokens, in seconds. */
+export const DEFAULT_REFRESH_TOKEN_TTL = 86400;
+export const DEFAULT_ID_TOKEN_TTL = 3600;
+
+/** Client authentication methods a CONFIG client may use. */
+export const CLIENT_AUTH_METHODS = Object.freeze([
+  'private_key_jwt', 'client_secret_basic', 'client_secret_post', 'none',
+]);
+
+/** Grant types a CONFIG client may use. */
+export const CLIENT_GRANT_TYPES = Object.freeze(['client_credentials', 'authorization_code', 'refresh_token']);
+
+/** Signing algorithms for ID tokens (`id_token_signed_response_alg`); the first is the default. */
+export const ID_TOKEN_ALGS = Object.freeze(['RS256', 'ES384']);
+
 /** Bulk Data defaults: status polls answered 202 before the manifest, file size, token rule. */
 export const DEFAULT_BULK_POLL_COUNT = 2;
 export const DEFAULT_BULK_FILE_MAX = 1000;
 export const DEFAULT_BULK_REQUIRES_ACCESS_TOKEN = true;
 
 const TOP_LEVEL_KEYS = new Set([
-  'port', 'clients', 'access_token_ttl', 'bulk_poll_count', 'bulk_requires_access_token', 'bulk_file_max',
+  'port', 'clients', 'access_token_ttl', 'refresh_token_ttl', 'id_token_ttl',
+  'bulk_poll_count', 'bulk_requires_access_token', 'bulk_file_max',
 ]);
-const CLIENT_KEYS = new Set(['client_id', 'jwks', 'jwks_uri']);
+const CLIENT_KEYS = new Set([
+  'client_id', 'jwks', 'jwks_uri', 'token_endpoint_auth_method', 'client_secret', 'redirect_uris',
+  'grant_types', 'id_token_signed_response_alg', 'application_type',
+]);
 const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
 
 /** A CONFIG file that cannot be used. */
@@ -80,6 +99,28 @@ function validateJwksUri(value, where) {
   }
 }
 
+function validateRedirectUris(value, where, applicationType) {
+  if (!Array.isArray(value) || value.length === 0) {
+    fail(`${where}: must be a non-empty array of absolute http(s) URLs`);
+  }
+  value.forEach((uri, i) => {
+    const at = `${where}[${i}]`;
+    if (typeof uri !== 'string') fail(`${at}: must be a string`);
+    let url;
+    try {
+      url = new URL(uri);
+    } catch {
+      fail(`${at}: not an absolute URL: ${JSON.stringify(uri)}`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(`${at}: must be an http(s) URL`);
+    if (uri.includes('#')) fail(`${at}: must not contain a fragment`);
+    if (applicationType === 'native' && url.protocol === 'http:'
+      && !['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname)) {
+      fail(`${at}: a native client's http redirect URI must be a loopback address`);
+    }
+  });
+}
+
 function validateClient(client, i, seen) {
   const where = `clients[${i}]`;
   if (!isPlainObject(client)) {
@@ -93,25 +134,92 @@ function validateClient(client, i, seen) {
     fail(`${where}.client_id: duplicate client_id ${JSON.stringify(client.client_id)}`);
   }
   seen.add(client.client_id);
+
+  const method = client.token_endpoint_auth_method ?? 'private_key_jwt';
+  if (!CLIENT_AUTH_METHODS.includes(method)) {
+    fail(`${where}.token_endpoint_auth_method: must be one of ${CLIENT_AUTH_METHODS.join(', ')}`);
+  }
+
   const hasJwks = client.jwks !== undefined;
   const hasJwksUri = client.jwks_uri !== undefined;
-  if (hasJwks === hasJwksUri) {
-    fail(`${where}: exactly one of "jwks" or "jwks_uri" is required`);
+  if (method === 'private_key_jwt') {
+    if (hasJwks === hasJwksUri) {
+      fail(`${where}: exactly one of "jwks" or "jwks_uri" is required`);
+    }
+    if (hasJwks) {
+      validateJwks(client.jwks, `${where}.jwks`);
+    } else {
+      validateJwksUri(client.jwks_uri, `${where}.jwks_uri`);
+    }
+  } else if (hasJwks || hasJwksUri) {
+    fail(`${where}: "jwks"/"jwks_uri" are only for token_endpoint_auth_method private_key_jwt`);
   }
-  if (hasJwks) {
-    validateJwks(client.jwks, `${where}.jwks`);
-  } else {
-    validateJwksUri(client.jwks_uri, `${where}.jwks_uri`);
+
+  const symmetric = method === 'client_secret_basic' || method === 'client_secret_post';
+  if (symmetric) {
+    if (typeof client.client_secret !== 'string' || client.client_secret.length === 0) {
+      fail(`${where}.client_secret: a non-empty string is required for ${method}`);
+    }
+  } else if (client.client_secret !== undefined) {
+    fail(`${where}.client_secret: only for client_secret_basic / client_secret_post`);
   }
+
+  const applicationType = client.application_type ?? 'web';
+  if (!['web', 'native'].includes(applicationType)) {
+    fail(`${where}.application_type: must be "web" or "native"`);
+  }
+
+  const hasRedirects = client.redirect_uris !== undefined;
+  const grantTypes = client.grant_types
+    ?? (hasRedirects ? ['authorization_code', 'refresh_token'] : ['client_credentials']);
+  if (!Array.isArray(grantTypes) || grantTypes.length === 0
+    || !grantTypes.every((g) => CLIENT_GRANT_TYPES.includes(g))
+    || new Set(grantTypes).size !== grantTypes.length) {
+    fail(`${where}.grant_types: must be a non-empty list of distinct values among ${CLIENT_GRANT_TYPES.join(', ')}`);
+  }
+  if (grantTypes.includes('client_credentials') && method === 'none') {
+    fail(`${where}: client_credentials needs client authentication (not "none")`);
+  }
+  const appLaunch = grantTypes.includes('authorization_code');
+  if (appLaunch) {
+    validateRedirectUris(client.redirect_uris, `${where}.redirect_uris`, applicationType);
+  } else if (hasRedirects) {
+    fail(`${where}.redirect_uris: only for clients with the authorization_code grant type`);
+  }
+
+  const idTokenAlg = client.id_token_signed_response_alg ?? ID_TOKEN_ALGS[0];
+  if (!ID_TOKEN_ALGS.includes(idTokenAlg)) {
+    fail(`${where}.id_token_signed_response_alg: must be one of ${ID_TOKEN_ALGS.join(', ')}`);
+  }
+
   return {
     client_id: client.client_id,
-    ...(hasJwks ? { jwks: client.jwks } : { jwks_uri: client.jwks_uri }),
+    token_endpoint_auth_method: method,
+    grant_types: [...grantTypes],
+    application_type: applicationType,
+    ...(hasJwks ? { jwks: client.jwks } : {}),
+    ...(hasJwksUri ? { jwks_uri: client.jwks_uri } : {}),
+    ...(symmetric ? { client_secret: client.client_secret } : {}),
+    ...(appLaunch ? {
+      redirect_uris: [...client.redirect_uris],
+      id_token_signed_response_alg: idTokenAlg,
+    } : {}),
   };
+}
+
+function positiveSeconds(raw, key, fallback) {
+  const value = raw[key] ?? fallback;
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    fail(`${key}: must be a positive integer number of seconds`);
+  }
+  return value;
 }
 
 /**
  * Validates a parsed CONFIG object and returns a normalised copy:
- * `{ port, clients: [{client_id, jwks | jwks_uri}], accessTokenTtl,
+ * `{ port, clients: [{client_id, token_endpoint_auth_method, grant_types,
+ *    application_type, jwks | jwks_uri | client_secret, redirect_uris?,
+ *    id_token_signed_response_alg?}], accessTokenTtl, refreshTokenTtl, idTokenTtl,
  *    bulk: { pollCount, requiresAccessToken, fileMax } }`.
  */
 export function validateConfig(raw) {
@@ -125,10 +233,9 @@ export function validateConfig(raw) {
     fail('port: must be an integer in 0..65535 (0 = pick a free port)');
   }
 
-  const ttl = raw.access_token_ttl ?? DEFAULT_ACCESS_TOKEN_TTL;
-  if (!Number.isSafeInteger(ttl) || ttl <= 0) {
-    fail('access_token_ttl: must be a positive integer number of seconds');
-  }
+  const ttl = positiveSeconds(raw, 'access_token_ttl', DEFAULT_ACCESS_TOKEN_TTL);
+  const refreshTokenTtl = positiveSeconds(raw, 'refresh_token_ttl', DEFAULT_REFRESH_TOKEN_TTL);
+  const idTokenTtl = positiveSeconds(raw, 'id_token_ttl', DEFAULT_ID_TOKEN_TTL);
 
   const pollCount = raw.bulk_poll_count ?? DEFAULT_BULK_POLL_COUNT;
   if (!Number.isSafeInteger(pollCount) || pollCount < 0) {
@@ -150,7 +257,12 @@ export function validateConfig(raw) {
   const clients = raw.clients.map((client, i) => validateClient(client, i, seen));
 
   return {
-    port, clients, accessTokenTtl: ttl, bulk: { pollCount, requiresAccessToken, fileMax },
+    port,
+    clients,
+    accessTokenTtl: ttl,
+    refreshTokenTtl,
+    idTokenTtl,
+    bulk: { pollCount, requiresAccessToken, fileMax },
   };
 }
 

@@ -128,8 +128,20 @@ function parseRequestBody(buffer, contentType) {
 
 const BULK_DATA = 'http://hl7.org/fhir/uv/bulkdata';
 
-/** A minimal CapabilityStatement advertising SMART on FHIR and Bulk Data. */
-export function capabilityStatement({ base, tokenEndpoint }) {
+/**
+ * A minimal CapabilityStatement advertising SMART on FHIR (the legacy
+ * `oauth-uris` extension: token, and authorize / introspect / revoke when
+ * given) and Bulk Data.
+ */
+export function capabilityStatement({
+  base, tokenEndpoint, authorizationEndpoint, introspectionEndpoint, revocationEndpoint,
+}) {
+  const oauthUris = [
+    ['authorize', authorizationEndpoint],
+    ['token', tokenEndpoint],
+    ['introspect', introspectionEndpoint],
+    ['revoke', revocationEndpoint],
+  ].filter(([, uri]) => uri).map(([url, valueUri]) => ({ url, valueUri }));
   const interactions = [
     'read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type',
   ];
@@ -150,7 +162,7 @@ export function capabilityStatement({ base, tokenEndpoint }) {
       security: {
         extension: [{
           url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
-          extension: [{ url: 'token', valueUri: tokenEndpoint }],
+          extension: oauthUris,
         }],
         service: [{
           coding: [{

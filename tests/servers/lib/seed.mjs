@@ -36,8 +36,9 @@ function bodyWeight(patientId, kg, effective) {
 }
 
 /**
- * Seeds 5 Patients, 2 body-weight Observations for each, and one Group of the
- * first GROUP_SIZE Patients. Returns { patientIds, groupId, groupPatientIds }.
+ * Seeds 5 Patients, 2 body-weight Observations for each, one Group of the
+ * first GROUP_SIZE Patients, and one Practitioner (the default App Launch
+ * user). Returns { patientIds, groupId, groupPatientIds, practitionerId }.
  */
 export async function seedFhirStore(repo) {
   const patientIds = [];
@@ -65,7 +66,15 @@ export async function seedFhirStore(repo) {
     quantity: groupPatientIds.length,
     member: groupPatientIds.map((id) => ({ entity: { reference: `Patient/${id}` } })),
   });
-  return { patientIds, groupId: group.id, groupPatientIds };
+  const practitioner = await repo.createResource({
+    resourceType: 'Practitioner',
+    identifier: [{ system: 'urn:smart-fhir:test:staff', value: 'STAFF-1' }],
+    active: true,
+    name: [{ use: 'official', family: 'Hopper', given: ['Grace'], prefix: ['Dr.'] }],
+  });
+  return {
+    patientIds, groupId: group.id, groupPatientIds, practitionerId: practitioner.id,
+  };
 }
 
 let bulkSeedCounter = 0;

@@ -2,10 +2,18 @@
 // and the admin endpoints: request counters, token revocation and the log of
 // Bulk Data kick-offs.
 
+/** Adds one to `map[key]`. */
+function bump(map, key) {
+  map.set(key, (map.get(key) ?? 0) + 1);
+}
+
 export class HarnessState {
   constructor() {
     this.tokenRequests = 0;
     this.tokenRequestsByClient = new Map();
+    // Token requests by grant type (authorization_code, refresh_token), by claimed client id.
+    this.codeExchangesByClient = new Map();
+    this.refreshRequestsByClient = new Map();
     // jti of every access token issued since the last revoke-all.
     this.liveTokenIds = new Set();
     // jti of every access token revoked by revoke-all.
@@ -44,9 +52,11 @@ export class HarnessState {
   }
 
   /** Counts one POST to the token endpoint (whatever its outcome). */
-  recordTokenRequest(clientId) {
+  recordTokenRequest(clientId, grantType) {
     this.tokenRequests += 1;
-    this.tokenRequestsByClient.set(clientId, (this.tokenRequestsByClient.get(clientId) ?? 0) + 1);
+    bump(this.tokenRequestsByClient, clientId);
+    if (grantType === 'authorization_code') bump(this.codeExchangesByClient, clientId);
+    if (grantType === 'refresh_token') bump(this.refreshRequestsByClient, clientId);
   }
 
   /** Remembers an issued access token by its `jti`. */
@@ -62,6 +72,13 @@ export class HarnessState {
     return count;
   }
 
+  /** Revokes one access token (token revocation, or its grant was revoked). */
+  revokeToken(jti) {
+    if (typeof jti !== 'string') return;
+    this.liveTokenIds.delete(jti);
+    this.revokedTokenIds.add(jti);
+  }
+
   isRevoked(jti) {
     return this.revokedTokenIds.has(jti);
   }
@@ -69,6 +86,8 @@ export class HarnessState {
   resetStats() {
     this.tokenRequests = 0;
     this.tokenRequestsByClient.clear();
+    this.codeExchangesByClient.clear();
+    this.refreshRequestsByClient.clear();
     this.bulk = HarnessState.zeroBulkCounters();
     this.bulkKickoffs.length = 0;
   }
@@ -77,6 +96,8 @@ export class HarnessState {
     return {
       token_requests: this.tokenRequests,
       token_requests_by_client: Object.fromEntries(this.tokenRequestsByClient),
+      code_exchanges_by_client: Object.fromEntries(this.codeExchangesByClient),
+      refresh_requests_by_client: Object.fromEntries(this.refreshRequestsByClient),
       bulk_kickoff_requests: this.bulk.kickoffs,
       bulk_status_requests: this.bulk.statusRequests,
       bulk_file_requests: this.bulk.fileRequests,
