@@ -6,6 +6,15 @@
 //! renewed before expiry, **single flight** (one token request however many callers wait), and
 //! renewal after the FHIR server rejects a token.
 //!
+//! The **App Launch** flow for server-side web apps ([`AppLaunch`], module [`launch`]): EHR and
+//! standalone launch with PKCE, `state` and nonce kept server-side and bound to the session, the
+//! callback with the code exchange for public, symmetric and asymmetric clients, the launch
+//! context, and self-refreshing sessions with refresh-token rotation (SC-4).
+//!
+//! `id_token` verification ([`IdTokenVerifier`]: keys from the issuer's OpenID configuration,
+//! cached and refetched once on an unknown `kid`; SC-4.33–SC-4.36, P9), and token
+//! introspection and revocation ([`introspect`], [`revoke`]; SC-6).
+//!
 //! The token protocol is sans-IO at heart ([`token`]): build the request, parse the response;
 //! [`BackendServices`] does the I/O through a [`smart_fhir_core::HttpClient`].
 //!
@@ -33,6 +42,9 @@
 mod backend;
 mod error;
 mod fit;
+mod id_token;
+mod introspect;
+pub mod launch;
 pub mod token;
 
 pub use backend::{
@@ -40,3 +52,18 @@ pub use backend::{
     DEFAULT_RENEWAL_BUFFER,
 };
 pub use error::{OAuthError, OAuthErrorCode};
+pub use id_token::{
+    IdTokenClaims, IdTokenError, IdTokenExpectations, IdTokenVerifier, KeyDocument, KeyFetchError,
+    DEFAULT_ID_TOKEN_LEEWAY, DEFAULT_JWKS_REFETCH_INTERVAL, DEFAULT_JWKS_TTL,
+    FHIR_USER_RESOURCE_TYPES, ID_TOKEN_ALGORITHMS, KEY_FETCH_TIMEOUT, MAX_JWKS_TTL,
+    MAX_OPENID_CONFIGURATION_BYTES, MIN_JWKS_TTL,
+};
+pub use introspect::{
+    introspect, introspection_request, parse_introspection_response, parse_revocation_response,
+    revocation_request, revoke, Introspection, IntrospectionAuth, RevocationAuth, RevocationError,
+    TokenTypeHint,
+};
+pub use launch::{
+    AppLaunch, AuthorizeRequest, ClientAuth, IssuerPolicy, LaunchClientConfig,
+    LaunchClientConfigBuilder, LaunchError, Launched, RelaunchReason, SessionClient,
+};

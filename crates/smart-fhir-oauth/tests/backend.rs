@@ -30,6 +30,8 @@ struct Fake {
     discovery_requests: AtomicUsize,
     forms: Mutex<Vec<Vec<(String, String)>>>,
     hang: bool,
+    /// When set, token requests wait for a permit: the test decides when the server answers.
+    gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl std::fmt::Debug for Fake {
@@ -54,6 +56,7 @@ impl Fake {
             discovery_requests: AtomicUsize::new(0),
             forms: Mutex::new(vec![]),
             hang: false,
+            gate: None,
         })
     }
 
@@ -98,6 +101,9 @@ impl HttpClient for FakeClient {
                 .into_owned()
                 .collect();
             self.0.forms.lock().unwrap().push(form);
+            if let Some(gate) = &self.0.gate {
+                let _permit = gate.acquire().await.unwrap();
+            }
             if self.0.hang {
                 std::future::pending::<()>().await;
             }
@@ -157,27 +163,44 @@ async fn single_flight_10000_callers_one_token_request() {
 }
 
 /// Single flight also shares an error: every waiter gets it; the next call tries again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+///
+/// The server answers only once every caller has joined the flight (a single-threaded runtime:
+/// a caller joins the flight within the poll that counts it as started).
+#[tokio::test(flavor = "current_thread")]
 async fn single_flight_shares_the_error_then_retries_sc_3_7() {
-    let fake = Fake::new(|n| {
-        if n == 1 {
-            (
-                401,
-                r#"{"error":"invalid_client","error_description":"unknown key"}"#.into(),
-            )
-        } else {
-            (
-                200,
-                r#"{"access_token":"ok","token_type":"Bearer","expires_in":300}"#.into(),
-            )
-        }
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let fake = Arc::new(Fake {
+        gate: Some(gate.clone()),
+        ..Arc::into_inner(Fake::new(|n| {
+            if n == 1 {
+                (
+                    401,
+                    r#"{"error":"invalid_client","error_description":"unknown key"}"#.into(),
+                )
+            } else {
+                (
+                    200,
+                    r#"{"access_token":"ok","token_type":"Bearer","expires_in":300}"#.into(),
+                )
+            }
+        }))
+        .unwrap()
     });
     let backend = builder(&fake).build().unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..1000 {
         let b = backend.clone();
-        tasks.push(tokio::spawn(async move { b.access_token().await }));
+        let started = started.clone();
+        tasks.push(tokio::spawn(async move {
+            started.fetch_add(1, Ordering::SeqCst);
+            b.access_token().await
+        }));
     }
+    while started.load(Ordering::SeqCst) < 1000 {
+        tokio::task::yield_now().await;
+    }
+    gate.add_permits(usize::MAX >> 4);
     for t in tasks {
         let err = t.await.unwrap().expect_err("all share the error");
         assert!(err.is_invalid_client(), "{err:?}");

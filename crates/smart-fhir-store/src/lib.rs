@@ -9,6 +9,8 @@
 //!   [`take`](SessionStore::take) for `state` (P3) and a
 //!   [`compare_and_swap`](SessionStore::compare_and_swap) for refresh-token rotation (P12).
 //!   [`MemorySessionStore`] implements it in memory.
+//! * [`LaunchContext`]: the typed launch context of an App Launch token response (`patient`,
+//!   `encounter`, `fhirContext`, ...), read from [`StoredToken::launch_context`].
 //! * [`AccessTokenProvider`]: what the FHIR client calls before each request;
 //!   [`StaticTokenProvider`] hands out a fixed token.
 //!
@@ -52,12 +54,14 @@
 #![deny(missing_docs)]
 
 mod error;
+mod launch_context;
 mod provider;
 mod session;
 mod token;
 mod token_store;
 
 pub use error::{BoxError, StoreError};
+pub use launch_context::{FhirContextItem, LaunchContext, LaunchContextIssue, MAX_CONTEXT_ID_LEN};
 pub use provider::{
     AccessTokenProvider, ProviderError, ProviderErrorKind, SharedAccessTokenProvider,
     StaticTokenProvider,

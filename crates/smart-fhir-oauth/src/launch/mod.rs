@@ -1,0 +1,35 @@
+//! SMART App Launch for server-side web apps (SMART App Launch 2.2, SC-4).
+//!
+//! * [`AppLaunch`]: the orchestrated flow. [`AppLaunch::launch`] (EHR launch) and
+//!   [`AppLaunch::standalone`] check the issuer against an allow-list before any request
+//!   (P1), discover the server and check that it fits, keep a fresh `state`, PKCE verifier and
+//!   nonce server-side bound to the session, and return the authorize request.
+//!   [`AppLaunch::callback`] checks the `state` (once, in constant time, in its own session;
+//!   P3), the RFC 9207 `iss` (P2), exchanges the code, reads the launch context and verifies
+//!   the `id_token`. [`AppLaunch::ready`] gives a [`SessionClient`]: an access-token provider
+//!   for the FHIR client that refreshes itself with rotation (P12).
+//! * Sans-IO steps for callers who drive the redirects themselves: [`authorize_url`],
+//!   [`code_exchange_request`], [`refresh_request`], and
+//!   [`parse_token_response`](crate::token::parse_token_response) for the answers.
+//!
+//! The client types are those of [`ClientAuth`]: public, `client_secret_basic`,
+//! `client_secret_post` and `private_key_jwt`, used in the code exchange and in every refresh.
+
+mod config;
+mod error;
+mod flow;
+mod protocol;
+mod record;
+mod session;
+
+pub use config::{
+    ClientAuth, IssuerPolicy, LaunchClientConfig, LaunchClientConfigBuilder,
+    DEFAULT_AUTHORIZE_POST_THRESHOLD, DEFAULT_PENDING_TTL, DEFAULT_REFRESH_BUFFER,
+    DEFAULT_REFRESH_TIMEOUT, DEFAULT_SESSION_TTL,
+};
+pub use error::{LaunchError, RelaunchReason};
+pub use flow::{AppLaunch, AuthorizeRequest, Launched};
+pub use protocol::{
+    authorize_url, code_exchange_request, refresh_request, AuthorizeParams, TokenAuth,
+};
+pub use session::SessionClient;

@@ -1,0 +1,352 @@
+//! Signed-in sessions: refresh before expiry, single flight, refresh-token rotation (SC-4.28 –
+//! SC-4.32, P12), "relaunch needed", rejected tokens, accessors and sign-out.
+
+mod launch_support;
+
+use std::time::Duration;
+
+use launch_support::*;
+use serde_json::json;
+use smart_fhir_core::{AccessToken, ClientSecret};
+use smart_fhir_oauth::{
+    AppLaunch, ClientAuth, LaunchError, OAuthError, RelaunchReason, SessionClient,
+};
+use smart_fhir_scopes::ScopeRelation;
+use smart_fhir_store::{AccessTokenProvider, ProviderErrorKind, SessionStore};
+
+async fn signed_in(app: &AppLaunch, session: &str) -> SessionClient {
+    let req = app.launch(session, BASE, "launch-1").await.unwrap();
+    app.callback(session, &callback_query(&req, "code-1"))
+        .await
+        .unwrap();
+    app.ready(session).await.unwrap()
+}
+
+fn refreshes(s: &Setup) -> Vec<Recorded> {
+    s.server
+        .token_requests()
+        .into_iter()
+        .filter(|r| r.field("grant_type") == Some("refresh_token"))
+        .collect()
+}
+
+/// SC-4.29, SC-4.30, SC-4.32, P12: many concurrent callers past expiry → one refresh; the
+/// rotated refresh token replaces the old one, which is never sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn p12_rotation_and_single_flight() {
+    let s = Setup::new();
+    let app = s.app();
+    let session = signed_in(&app, "sess-1").await;
+
+    // Before expiry: the cached token, no request.
+    assert!(session.access_token().await.unwrap().ct_eq("at-1"));
+    assert_eq!(s.server.token_requests().len(), 1);
+
+    s.clock.advance(Duration::from_secs(3600 - 10));
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let session = session.clone();
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            // Half share one client, half make their own, as request handlers would.
+            let token = if i % 2 == 0 {
+                session.access_token().await
+            } else {
+                app.ready("sess-1").await.unwrap().access_token().await
+            };
+            token.unwrap()
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap().ct_eq("at-2"));
+    }
+    let r = refreshes(&s);
+    assert_eq!(r.len(), 1, "one refresh for 200 callers");
+    assert_eq!(
+        r[0].names(),
+        ["grant_type", "refresh_token", "client_id"],
+        "SC-4.29, SC-4.30"
+    );
+    assert_eq!(r[0].field("refresh_token"), Some("rt-1"));
+    assert_eq!(r[0].field("client_id"), Some(CLIENT_ID));
+
+    // The next refresh uses the rotated token, from a client that never saw it.
+    s.clock.advance(Duration::from_secs(3600));
+    let other = app.ready("sess-1").await.unwrap();
+    assert!(other.access_token().await.unwrap().ct_eq("at-3"));
+    let r = refreshes(&s);
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[1].field("refresh_token"), Some("rt-2"));
+    let sent_rt1 = s
+        .server
+        .token_requests()
+        .iter()
+        .filter(|r| r.field("refresh_token") == Some("rt-1"))
+        .count();
+    assert_eq!(sent_rt1, 1, "an old refresh token is never sent again");
+    // The first client catches up with the store.
+    assert!(session.access_token().await.unwrap().ct_eq("at-3"));
+    assert_eq!(refreshes(&s).len(), 2);
+}
+
+/// SC-4.29: `private_key_jwt` refreshes with a fresh assertion (aud = token endpoint); basic
+/// with the Authorization header.
+#[tokio::test]
+async fn sc_4_29_refresh_uses_the_client_authentication() {
+    let s = Setup::new();
+    let app = s.app_with(ClientAuth::private_key_jwt(client_key().clone()));
+    let session = signed_in(&app, "sess-1").await;
+    s.clock.advance(Duration::from_secs(3600));
+    session.access_token().await.unwrap();
+    let all = s.server.token_requests();
+    let (exchange, refresh) = (&all[0], &all[1]);
+    assert_eq!(refresh.field("grant_type"), Some("refresh_token"));
+    assert!(refresh.field("client_id").is_none());
+    let a1 = exchange.field("client_assertion").unwrap();
+    let a2 = refresh.field("client_assertion").unwrap();
+    assert_ne!(a1, a2, "SC-2.11: a fresh assertion per request");
+
+    let s = Setup::new();
+    let app = s.app_with(ClientAuth::ClientSecretBasic(ClientSecret::new("pw")));
+    let session = signed_in(&app, "sess-1").await;
+    s.clock.advance(Duration::from_secs(3600));
+    session.access_token().await.unwrap();
+    let refresh = &s.server.token_requests()[1];
+    assert!(refresh
+        .authorization
+        .as_deref()
+        .unwrap()
+        .starts_with("Basic "));
+    assert_eq!(refresh.names(), ["grant_type", "refresh_token"]);
+}
+
+/// SC-4.32: a refresh response without a refresh token keeps the old one (not rotated).
+#[tokio::test]
+async fn sc_4_32_unrotated_refresh_token_is_kept() {
+    let s = Setup::new();
+    let app = s.app();
+    let session = signed_in(&app, "sess-1").await;
+    s.server.on_token(|n, _| {
+        (
+            200,
+            json!({"access_token": format!("at-{n}"), "token_type": "Bearer", "expires_in": 600}),
+        )
+    });
+    for _ in 0..2 {
+        s.clock.advance(Duration::from_secs(3600));
+        session.access_token().await.unwrap();
+    }
+    let r = refreshes(&s);
+    assert_eq!(r.len(), 2);
+    assert!(r.iter().all(|r| r.field("refresh_token") == Some("rt-1")));
+}
+
+/// SC-4.31: launch context in a refresh response replaces the stored one; a response without
+/// context keeps it. The granted scope follows the response.
+#[tokio::test]
+async fn sc_4_31_context_from_refresh() {
+    let s = Setup::new();
+    let app = s.app();
+    let session = signed_in(&app, "sess-1").await;
+    assert_eq!(session.patient().as_deref(), Some("pat-123"));
+    s.server.on_token(|n, _| {
+        (
+            200,
+            json!({"access_token": format!("at-{n}"), "token_type": "Bearer", "expires_in": 600,
+                   "refresh_token": format!("rt-{n}"), "patient": "pat-456",
+                   "scope": "launch/patient patient/Observation.rs"}),
+        )
+    });
+    s.clock.advance(Duration::from_secs(3600));
+    session.access_token().await.unwrap();
+    assert_eq!(session.patient().as_deref(), Some("pat-456"));
+    assert_eq!(
+        session.granted_scopes().to_string(),
+        "launch/patient patient/Observation.rs"
+    );
+    let diff = session.scope_difference();
+    assert_eq!(diff.relation(), ScopeRelation::Narrower);
+    assert!(diff.missing().to_string().contains("offline_access"));
+
+    s.server.on_token(|n, _| {
+        (
+            200,
+            json!({"access_token": format!("at-{n}"), "token_type": "Bearer", "expires_in": 600,
+                   "refresh_token": format!("rt-{n}")}),
+        )
+    });
+    s.clock.advance(Duration::from_secs(600));
+    session.access_token().await.unwrap();
+    assert_eq!(session.patient().as_deref(), Some("pat-456"));
+}
+
+/// SC-4.32, P12: `invalid_grant` on refresh → relaunch needed (typed for the FHIR client too),
+/// and the dead session is deleted.
+#[tokio::test]
+async fn invalid_grant_means_relaunch() {
+    let s = Setup::new();
+    let app = s.app();
+    let session = signed_in(&app, "sess-1").await;
+    s.server
+        .on_token(|_, _| (400, json!({"error": "invalid_grant"})));
+    s.clock.advance(Duration::from_secs(3600));
+    let e = session.access_token().await.unwrap_err();
+    assert_eq!(e.relaunch_reason(), Some(RelaunchReason::RefreshRefused));
+    let e = AccessTokenProvider::access_token(&session)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ProviderErrorKind::RelaunchNeeded);
+    let e = app.ready("sess-1").await.unwrap_err();
+    assert_eq!(e.relaunch_reason(), Some(RelaunchReason::NoSession));
+    // One refused refresh; the later calls found no session and sent nothing.
+    assert_eq!(refreshes(&s).len(), 1);
+}
+
+/// SC-4.28: no refresh token and an expired access token → relaunch needed, no request.
+#[tokio::test]
+async fn no_refresh_token_means_relaunch() {
+    let s = Setup::new();
+    s.server.on_token(|_, _| {
+        (
+            200,
+            json!({"access_token": "at", "token_type": "Bearer", "expires_in": 300}),
+        )
+    });
+    let app = s.app();
+    let session = signed_in(&app, "sess-1").await;
+    s.clock.advance(Duration::from_secs(300));
+    let e = session.access_token().await.unwrap_err();
+    assert_eq!(e.relaunch_reason(), Some(RelaunchReason::NoRefreshToken));
+    assert!(refreshes(&s).is_empty());
+}
+
+/// A server error on refresh is "unavailable", not "relaunch": the session is kept and the
+/// next call tries again.
+#[tokio::test]
+async fn server_error_on_refresh_keeps_the_session() {
+    let s = Setup::new();
+    let app = s.app();
+    let session = signed_in(&app, "sess-1").await;
+    s.server.on_token(|_, _| (503, json!({})));
+    s.clock.advance(Duration::from_secs(3600));
+    let e = AccessTokenProvider::access_token(&session)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ProviderErrorKind::Unavailable);
+    s.server.on_token(|n, _| (200, token_body(n)));
+    assert!(session.access_token().await.unwrap().ct_eq("at-3"));
+    assert_eq!(refreshes(&s)[1].field("refresh_token"), Some("rt-1"));
+}
+
+/// SC-3.8: a token the FHIR server refused is refreshed on the next call, once; a late report
+/// about an older token changes nothing.
+#[tokio::test]
+async fn rejected_token_is_refreshed() {
+    let s = Setup::new();
+    let app = s.app();
+    let session = signed_in(&app, "sess-1").await;
+    let token = session.access_token().await.unwrap();
+    AccessTokenProvider::token_rejected(&session, &token).await;
+    assert!(session.access_token().await.unwrap().ct_eq("at-2"));
+    AccessTokenProvider::token_rejected(&session, &AccessToken::new("at-1")).await;
+    assert!(session.access_token().await.unwrap().ct_eq("at-2"));
+    assert_eq!(refreshes(&s).len(), 1);
+}
+
+/// P12 across processes: while another process holds the session's refresh lease, no refresh
+/// is sent with the same refresh token; the waiter gives up after the refresh timeout (tokio's
+/// paused clock, no real waiting), and refreshes once the lease is gone.
+#[tokio::test(start_paused = true)]
+async fn p12_refresh_waits_for_another_process_lease() {
+    let s = Setup::new();
+    let app = AppLaunch::new(
+        s.builder()
+            .refresh_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap(),
+    );
+    let session = signed_in(&app, "sess-1").await;
+    s.clock.advance(Duration::from_secs(3600));
+    // Another process took the lease (the key is the flow's own, not an API).
+    s.store
+        .put(
+            "sess-1",
+            "smart-fhir:launch:refresh-lease",
+            json!({"holder": "other"}),
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    let e = session.access_token().await.unwrap_err();
+    assert!(
+        matches!(e.oauth_error(), Some(OAuthError::Timeout(_))),
+        "{e:?}"
+    );
+    assert!(refreshes(&s).is_empty());
+    s.store
+        .delete("sess-1", "smart-fhir:launch:refresh-lease")
+        .await
+        .unwrap();
+    assert!(session.access_token().await.unwrap().ct_eq("at-2"));
+}
+
+/// A client that still holds a token another client already had refreshed catches up when the
+/// server refuses it, without a second refresh.
+#[tokio::test]
+async fn stale_client_catches_up_on_rejection() {
+    let s = Setup::new();
+    let app = s.app();
+    let a = signed_in(&app, "sess-1").await;
+    let b = app.ready("sess-1").await.unwrap();
+    let old = a.access_token().await.unwrap();
+    a.token_rejected(&old).await;
+    assert!(a.access_token().await.unwrap().ct_eq("at-2"));
+    assert!(
+        b.access_token().await.unwrap().ct_eq("at-1"),
+        "b's cached copy"
+    );
+    b.token_rejected(&old).await;
+    assert!(b.access_token().await.unwrap().ct_eq("at-2"));
+    assert_eq!(refreshes(&s).len(), 1);
+}
+
+/// SC-6.5, SC-6.6: sign-out revokes the refresh and access tokens with the client's
+/// authentication and deletes the session.
+#[tokio::test]
+async fn logout_revokes_and_deletes() {
+    let s = Setup::new();
+    let app = s.app_with(ClientAuth::ClientSecretPost(ClientSecret::new("pw")));
+    signed_in(&app, "sess-1").await;
+    app.logout("sess-1").await.unwrap();
+    let revocations = s.server.requests_to(REVOKE_URL);
+    assert_eq!(revocations.len(), 2);
+    assert_eq!(revocations[0].field("token"), Some("rt-1"));
+    assert_eq!(
+        revocations[0].field("token_type_hint"),
+        Some("refresh_token")
+    );
+    assert_eq!(revocations[1].field("token"), Some("at-1"));
+    assert_eq!(revocations[1].field("client_secret"), Some("pw"));
+    let e = app.ready("sess-1").await.unwrap_err();
+    assert_eq!(e.relaunch_reason(), Some(RelaunchReason::NoSession));
+    // Signing out twice is harmless.
+    app.logout("sess-1").await.unwrap();
+    assert_eq!(s.server.requests_to(REVOKE_URL).len(), 2);
+}
+
+/// P5: a session client prints neither tokens nor patient data.
+#[tokio::test]
+async fn debug_is_redacted() {
+    let s = Setup::new();
+    let app = s.app();
+    let session = signed_in(&app, "sess-1").await;
+    let printed = format!("{session:?} {app:?}");
+    for secret in ["at-1", "rt-1", "pat-123"] {
+        assert!(!printed.contains(secret), "{printed}");
+    }
+    let e: LaunchError = app.ready("nobody").await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "a new launch is needed: no signed-in session"
+    );
+}
