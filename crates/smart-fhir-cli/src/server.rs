@@ -240,3 +240,78 @@ pub fn token(a: TokenArgs) -> Result<u8> {
     }
     Ok(0)
 }
+
+/// Connection and authorization options shared by every FHIR command (`get`, `search`, …,
+/// `export`): the same as `token`, all optional; without `--client-id` the server is used
+/// without a token (an open server).
+#[derive(Debug, Args)]
+pub struct FhirArgs {
+    /// The FHIR base URL.
+    #[arg(long, value_name = "URL", env = "SMART_FHIR_BASE")]
+    pub fhir_base: String,
+    /// The registered client id (Backend Services); omit for an open server.
+    #[arg(long, requires_all = ["key", "scope"])]
+    pub client_id: Option<String>,
+    /// The private key (PEM, JWK or JWKS) whose public key is registered.
+    #[arg(long, value_name = "KEYFILE")]
+    pub key: Option<PathBuf>,
+    /// The scopes to request, space-separated.
+    #[arg(long, value_name = "SCOPES")]
+    pub scope: Option<String>,
+    /// The signing algorithm (default: the best that the key and the server share).
+    #[arg(long, value_enum)]
+    pub alg: Option<Alg>,
+    /// The kid header.
+    #[arg(long)]
+    pub kid: Option<String>,
+    /// The jku header: the client's registered JWKS URL.
+    #[arg(long, value_name = "URL")]
+    pub jku: Option<String>,
+    /// The token endpoint (skips discovery).
+    #[arg(long, value_name = "URL")]
+    pub token_url: Option<String>,
+    #[command(flatten)]
+    pub transport: Transport,
+}
+
+impl FhirArgs {
+    /// A FHIR client for these options, with a Backend Services token source when a client id
+    /// is given.
+    pub fn client(&self) -> Result<smart_fhir_http::FhirClient> {
+        let base = self.transport.base(&self.fhir_base)?;
+        let http = self.transport.client()?;
+        let mut builder =
+            smart_fhir_http::FhirClient::builder(base.clone()).shared_http_client(http.clone());
+        if let (Some(client_id), Some(key), Some(scope)) = (&self.client_id, &self.key, &self.scope)
+        {
+            let key = load_key(key, self.kid.as_deref())?;
+            let mut b = BackendServices::builder()
+                .fhir_base(base)
+                .client_id(client_id.clone())
+                .scope(scope.clone())
+                .private_key(key)
+                .shared_http_client(http);
+            if let Some(alg) = self.alg {
+                b = b.algorithm(alg.into());
+            }
+            if let Some(jku) = &self.jku {
+                b = b.jku(jku.clone());
+            }
+            if let Some(url) = &self.token_url {
+                b = b.token_endpoint(url.clone());
+            }
+            let backend = b
+                .build()
+                .map_err(|e| Failure::from_error("invalid token request", &e))?;
+            builder = builder.auth(backend);
+        }
+        builder
+            .build()
+            .map_err(|e| Failure::from_error("cannot set up the FHIR client", &e))
+    }
+}
+
+/// A runtime for the commands that talk to a server.
+pub fn rt() -> Result<tokio::runtime::Runtime> {
+    runtime()
+}

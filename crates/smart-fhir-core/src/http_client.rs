@@ -225,7 +225,10 @@ mod tests {
             .execute_streaming(http::Request::new(Bytes::from_static(b"abc")))
             .await
             .unwrap();
-        assert_eq!(r.body_mut().next_chunk().await.unwrap().as_deref(), Some(&b"abc"[..]));
+        assert_eq!(
+            r.body_mut().next_chunk().await.unwrap().as_deref(),
+            Some(&b"abc"[..])
+        );
         assert!(r.body_mut().next_chunk().await.unwrap().is_none());
     }
 

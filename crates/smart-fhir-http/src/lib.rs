@@ -70,6 +70,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bulk;
+pub mod client;
 mod transport;
+
+pub use bulk::{BulkExport, BulkJob, Manifest};
+
+pub use client::{
+    AuthMode, FhirClient, FhirClientBuilder, FhirError, FhirResponse, FhirVersion,
+    OperationOutcome, RequestOptions, RetryPolicy,
+};
 
 pub use transport::{BodyStream, HyperHttpClient, HyperHttpClientBuilder, Roots, TransportError};

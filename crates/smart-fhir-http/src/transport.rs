@@ -23,8 +23,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
 use smart_fhir_core::{
-    is_loopback_host, ChunkStream, HttpClient, HttpError, HttpErrorKind, InsecureHttp, MaxResponseBytes,
-    RequestTimeout, StreamingBody,
+    is_loopback_host, ChunkStream, HttpClient, HttpError, HttpErrorKind, InsecureHttp,
+    MaxResponseBytes, RequestTimeout, StreamingBody,
 };
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

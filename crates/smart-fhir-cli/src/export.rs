@@ -1,0 +1,426 @@
+//! `export`: a Bulk Data export into a directory (SC-7).
+//!
+//! Kick-off, polling with the server's progress, downloads with one progress bar per file (on
+//! a terminal; plain log lines otherwise, all on stderr), a summary on stdout. Exit code 0 when
+//! everything was exported, 1 when the export failed or the server reported errors (`error[]`,
+//! listed), 130 after Ctrl-C (the export is then cancelled on the server, best effort).
+
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use smart_fhir_http::bulk::{
+    BulkExport, BulkJob, DownloadOptions, DownloadSummary, FileKind, FileProgress, KickoffMethod,
+    Manifest, PollEvent, PollOptions, Progress,
+};
+use smart_fhir_http::{FhirClient, OperationOutcome};
+
+use crate::server::FhirArgs;
+use crate::{Failure, Result};
+
+/// Exit code after Ctrl-C (128 + SIGINT).
+const INTERRUPTED: u8 = 130;
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    fhir: FhirArgs,
+    /// Export the data of the patients in this Group (Group/ID/$export).
+    #[arg(long, value_name = "ID", conflicts_with = "patient")]
+    group: Option<String>,
+    /// Export the data of all patients (Patient/$export). Default: everything ($export).
+    #[arg(long)]
+    patient: bool,
+    /// Resource types to export, comma-separated (e.g. Patient,Observation). Default: all.
+    #[arg(long = "type", value_name = "TYPES", value_delimiter = ',')]
+    types: Vec<String>,
+    /// Only resources changed after this FHIR instant, e.g. 2024-01-31T00:00:00Z (use the
+    /// transactionTime of a previous export for an incremental one).
+    #[arg(long, value_name = "INSTANT")]
+    since: Option<String>,
+    /// Only resources changed before this FHIR instant (Bulk Data v3).
+    #[arg(long, value_name = "INSTANT")]
+    until: Option<String>,
+    /// A filter query such as "Observation?category=laboratory" (_typeFilter); repeatable.
+    #[arg(long = "type-filter", value_name = "QUERY")]
+    type_filters: Vec<String>,
+    /// Elements to include, comma-separated (_elements).
+    #[arg(long, value_name = "ELEMENTS", value_delimiter = ',')]
+    elements: Vec<String>,
+    /// Let the server skip parameters it does not support (Prefer: handling=lenient).
+    #[arg(long)]
+    lenient: bool,
+    /// Kick off with POST and a Parameters body instead of GET.
+    #[arg(long)]
+    post: bool,
+    /// The directory for the NDJSON files and manifest.json (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Files downloaded at once.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    parallel: usize,
+    /// Give up when the export has not completed after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
+    /// Leave the files on the server (by default the status URL is deleted after the
+    /// download, so that the server may free them).
+    #[arg(long)]
+    keep_on_server: bool,
+}
+
+pub fn export(a: ExportArgs) -> Result<u8> {
+    let client = a.fhir.client()?;
+    let request = bulk_request(&a);
+    let rt = crate::server::rt()?;
+    rt.block_on(run(&client, &request, &a))
+}
+
+fn bulk_request(a: &ExportArgs) -> BulkExport {
+    let mut e = match (&a.group, a.patient) {
+        (Some(g), _) => BulkExport::group(g.clone()),
+        (None, true) => BulkExport::patient(),
+        (None, false) => BulkExport::system(),
+    };
+    e = e.resource_types(
+        a.types
+            .iter()
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned),
+    );
+    if let Some(s) = &a.since {
+        e = e.since(s.clone());
+    }
+    if let Some(u) = &a.until {
+        e = e.until(u.clone());
+    }
+    for q in &a.type_filters {
+        e = e.type_filter(q.clone());
+    }
+    e = e.elements(
+        a.elements
+            .iter()
+            .map(|x| x.trim())
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned),
+    );
+    if a.post {
+        e = e.method(KickoffMethod::Post);
+    }
+    e.lenient(a.lenient)
+}
+
+async fn run(client: &FhirClient, request: &BulkExport, a: &ExportArgs) -> Result<u8> {
+    let started = Instant::now();
+    let ui = Ui::new();
+
+    let job = tokio::select! {
+        r = client.bulk_export(request) => {
+            r.map_err(|e| Failure::from_error("export kick-off failed", &e))?
+        }
+        _ = tokio::signal::ctrl_c() => {
+            ui.log("interrupted before the export started");
+            return Ok(INTERRUPTED);
+        }
+    };
+    let mut poll = PollOptions::default();
+    if let Some(secs) = a.timeout {
+        poll = poll.timeout(Duration::from_secs(secs));
+    }
+    let job = job.with_poll_options(poll);
+    ui.log(&format!("export started; status URL {}", job.status_url()));
+
+    let waited = tokio::select! {
+        r = job.wait(|p| ui.waiting(p)) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    ui.stop_waiting();
+    let manifest = match waited {
+        Some(r) => r.map_err(|e| Failure::from_error("export failed", &e))?,
+        None => return Ok(interrupted(&ui, &job).await),
+    };
+    ui.log(&format!(
+        "export complete: {} output file(s), {} error file(s)",
+        manifest.output.len(),
+        manifest.error.len()
+    ));
+
+    std::fs::create_dir_all(&a.out)
+        .map_err(|e| Failure::new(format!("cannot create {}: {e}", a.out.display())))?;
+    write_manifest(&a.out, &manifest)?;
+
+    let options = DownloadOptions::default().concurrency(a.parallel.max(1));
+    let downloaded = tokio::select! {
+        r = job.download_to_dir(&manifest, &a.out, &options, |p| ui.file(p)) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    ui.clear();
+    let summary = match downloaded {
+        Some(r) => r.map_err(|e| Failure::from_error("download failed", &e))?,
+        None => return Ok(interrupted(&ui, &job).await),
+    };
+
+    if !a.keep_on_server {
+        // The files are safe on disk: let the server delete its copies (SC-7.23).
+        match tokio::time::timeout(Duration::from_secs(15), job.cancel()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => ui.log(&format!("the server did not release the export: {e}")),
+            Err(_) => ui.log("the server did not answer the release request in time"),
+        }
+    }
+
+    print_summary(&summary, &manifest, &a.out, started.elapsed());
+    if manifest.is_partial() {
+        print_errors(&summary);
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// After Ctrl-C: cancel the export on the server (best effort, SC-7.23).
+async fn interrupted(ui: &Ui, job: &BulkJob) -> u8 {
+    ui.clear();
+    ui.log("interrupted: cancelling the export on the server");
+    match tokio::time::timeout(Duration::from_secs(10), job.cancel()).await {
+        Ok(Ok(())) => ui.log("export cancelled"),
+        Ok(Err(e)) => ui.log(&format!("could not cancel the export: {e}")),
+        Err(_) => ui.log("could not cancel the export: no answer in time"),
+    }
+    INTERRUPTED
+}
+
+fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let path = dir.join("manifest.json");
+    let text = serde_json::to_string_pretty(manifest)
+        .map_err(|e| Failure::new(format!("cannot encode the manifest: {e}")))?;
+    std::fs::write(&path, text + "\n")
+        .map_err(|e| Failure::new(format!("cannot write {}: {e}", path.display())))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn print_summary(summary: &DownloadSummary, manifest: &Manifest, dir: &Path, took: Duration) {
+    let output: Vec<_> = summary
+        .files
+        .iter()
+        .filter(|f| f.kind == FileKind::Output)
+        .collect();
+    outln!(
+        "exported {} resources in {} files ({}, {} received) to {} in {:.1} s",
+        summary.resources(FileKind::Output),
+        output.len(),
+        HumanBytes(summary.bytes()),
+        HumanBytes(summary.bytes_received()),
+        dir.display(),
+        took.as_secs_f64()
+    );
+    for f in &summary.files {
+        let kind = match f.kind {
+            FileKind::Output => "",
+            FileKind::Error => " (errors)",
+            FileKind::Deleted => " (deleted)",
+            _ => "",
+        };
+        outln!(
+            "  {:<36} {:>9} resources {:>12}{kind}",
+            file_name(&f.path),
+            f.resources,
+            HumanBytes(f.bytes).to_string()
+        );
+        if let Some(declared) = f.declared_count {
+            if declared != f.resources {
+                eprintln!(
+                    "warning: {}: the manifest says {declared} resources, the file has {}",
+                    file_name(&f.path),
+                    f.resources
+                );
+            }
+        }
+    }
+    outln!(
+        "transactionTime: {} (pass it as --since for the next incremental export)",
+        manifest.transaction_time
+    );
+}
+
+/// Lists the `error[]` files and their first issues (SC-7.16).
+fn print_errors(summary: &DownloadSummary) {
+    let errors: Vec<_> = summary
+        .files
+        .iter()
+        .filter(|f| f.kind == FileKind::Error)
+        .collect();
+    outln!(
+        "partial success: the server reported errors in {} file(s):",
+        errors.len()
+    );
+    for f in errors {
+        outln!("  {} ({} issues)", file_name(&f.path), f.resources);
+        let Ok(file) = std::fs::File::open(&f.path) else {
+            continue;
+        };
+        for line in std::io::BufReader::new(file)
+            .lines()
+            .map_while(std::result::Result::ok)
+            .take(10)
+        {
+            let Some(outcome) = OperationOutcome::from_body(line.as_bytes()) else {
+                continue;
+            };
+            for issue in outcome.issue.iter().take(3) {
+                let text = issue
+                    .diagnostics
+                    .as_deref()
+                    .or_else(|| issue.details.as_ref().and_then(|d| d.text.as_deref()))
+                    .unwrap_or("");
+                outln!(
+                    "    {} {}: {}",
+                    printable(&issue.severity, 20),
+                    printable(&issue.code, 40),
+                    printable(text, 200)
+                );
+            }
+        }
+        if f.resources > 10 {
+            outln!("    … see the file for the rest");
+        }
+    }
+}
+
+/// Server text made safe for one terminal line.
+fn printable(text: &str, max: usize) -> String {
+    let mut s: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().count() > max {
+        s.push('…');
+    }
+    s
+}
+
+/// Progress on stderr: bars on a terminal, log lines otherwise.
+struct Ui {
+    bars: Option<MultiProgress>,
+    waiting: Mutex<Option<ProgressBar>>,
+    files: Mutex<HashMap<usize, ProgressBar>>,
+}
+
+impl Ui {
+    fn new() -> Self {
+        let bars = std::io::stderr()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Self {
+            bars,
+            waiting: Mutex::new(None),
+            files: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn log(&self, line: &str) {
+        match &self.bars {
+            Some(m) => {
+                let _ = m.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn waiting(&self, p: &Progress) {
+        let what = match p.event {
+            PollEvent::InProgress => format!(
+                "export in progress{}",
+                p.progress
+                    .as_deref()
+                    .map(|x| format!(": {x}"))
+                    .unwrap_or_default()
+            ),
+            PollEvent::SlowDown => "the server asks to poll less often".to_owned(),
+            PollEvent::Retrying => format!(
+                "status request failed ({}); retrying",
+                p.error.as_deref().unwrap_or("transient error")
+            ),
+            _ => "waiting".to_owned(),
+        };
+        let next = p.next_poll_in.as_secs_f64();
+        match &self.bars {
+            Some(m) => {
+                let mut slot = lock(&self.waiting);
+                let bar = slot.get_or_insert_with(|| {
+                    let b = m.add(ProgressBar::new_spinner());
+                    b.enable_steady_tick(Duration::from_millis(120));
+                    b
+                });
+                bar.set_message(format!("{what} (poll {}, next in {next:.0} s)", p.polls));
+            }
+            None => eprintln!("{what}; next status request in {next:.0} s"),
+        }
+    }
+
+    fn stop_waiting(&self) {
+        if let Some(bar) = lock(&self.waiting).take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn file(&self, p: &FileProgress<'_>) {
+        let Some(m) = &self.bars else {
+            if p.done {
+                eprintln!(
+                    "downloaded {}: {} resources, {} received",
+                    p.file_name,
+                    p.resources,
+                    HumanBytes(p.bytes_received)
+                );
+            } else if p.resources == 0 && p.bytes_received == 0 {
+                eprintln!("downloading {}", p.file_name);
+            }
+            return;
+        };
+        let mut files = lock(&self.files);
+        let bar = files.entry(p.index).or_insert_with(|| {
+            let bar = match p.content_length {
+                Some(len) => m.add(ProgressBar::new(len)).with_style(
+                    ProgressStyle::with_template(
+                        "{prefix:32} [{bar:24}] {bytes:>10}/{total_bytes:<10} {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                ),
+                None => m.add(ProgressBar::no_length()).with_style(
+                    ProgressStyle::with_template("{spinner} {prefix:30} {bytes:>10} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ),
+            };
+            bar.set_prefix(p.file_name.to_owned());
+            bar
+        });
+        bar.set_position(p.bytes_received);
+        bar.set_message(format!("{} resources", p.resources));
+        if p.done {
+            bar.finish_with_message(format!("{} resources, done", p.resources));
+        }
+    }
+
+    fn clear(&self) {
+        self.stop_waiting();
+        if let Some(m) = &self.bars {
+            let _ = m.clear();
+        }
+        lock(&self.files).clear();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,532 @@
+//! Bulk Data file downloads (SC-7.18–SC-7.21, P6, P15) against a scripted transport with
+//! chunked bodies.
+
+mod bulk_support;
+
+use std::sync::Mutex;
+
+use bulk_support::{client, gzip, manifest, patients, Fake, Reply, BASE, STATUS};
+use futures_util::StreamExt;
+use http::Method;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use smart_fhir_core::HttpErrorKind;
+use smart_fhir_http::bulk::{BulkJob, DownloadOptions, FileKind, Manifest};
+use smart_fhir_http::FhirError;
+
+const FILE1: &str = "https://ehr.example/fhir/files/Patient.1.ndjson";
+const FILE2: &str = "https://ehr.example/fhir/files/Patient.2.ndjson";
+const ERRORS: &str = "https://ehr.example/fhir/files/errors.ndjson";
+
+fn one_file(requires_token: bool, url: &str) -> Manifest {
+    serde_json::from_value(manifest(
+        requires_token,
+        json!([{"type": "Patient", "url": url}]),
+        json!([]),
+    ))
+    .unwrap()
+}
+
+fn job(fake: &Fake) -> (BulkJob, bulk_support::Tokens) {
+    let (c, tokens) = client(fake);
+    (c.bulk_job(STATUS).unwrap(), tokens)
+}
+
+async fn read_all(
+    job: &BulkJob,
+    m: &Manifest,
+    opts: &DownloadOptions,
+) -> Result<Vec<Value>, FhirError> {
+    let mut s = job.open_file::<Value>(m, &m.output[0], opts).await?;
+    let mut out = Vec::new();
+    while let Some(r) = s.next_resource().await? {
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// SC-7.18, P6: with `requiresAccessToken: false` no token is sent; with `true` it is, and
+/// the NDJSON headers are sent either way (SC-7.19, SC-7.20).
+#[tokio::test]
+async fn sc_7_18_p6_token_only_when_required() {
+    let fake = Fake::default();
+    fake.on(Method::GET, FILE1, Reply::ndjson(patients(0..3), 10));
+    let (job, _) = job(&fake);
+    let opts = DownloadOptions::default();
+
+    let got = read_all(&job, &one_file(false, FILE1), &opts)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 3);
+    let got = read_all(&job, &one_file(true, FILE1), &opts).await.unwrap();
+    assert_eq!(got.len(), 3);
+
+    let seen = fake.seen_at(Method::GET, FILE1);
+    assert_eq!(seen[0].header("authorization"), None, "SC-7.18: no token");
+    assert_eq!(seen[1].header("authorization"), Some("Bearer tok-1"));
+    for s in &seen {
+        assert_eq!(
+            s.header("accept"),
+            Some("application/fhir+ndjson"),
+            "SC-7.19"
+        );
+        assert_eq!(s.header("accept-encoding"), Some("gzip"), "SC-7.20");
+    }
+}
+
+/// P6: even when required, the token never goes to another origin (e.g. a storage host).
+#[tokio::test]
+async fn p6_no_token_to_another_origin() {
+    let other = "https://storage.example/bucket/Patient.1.ndjson";
+    let fake = Fake::default();
+    fake.on(Method::GET, other, Reply::ndjson(patients(0..1), 100));
+    let (job, _) = job(&fake);
+    read_all(&job, &one_file(true, other), &DownloadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(fake.seen()[0].header("authorization"), None);
+}
+
+/// P15: a file URL that is plain HTTP, another scheme or relative is refused unfetched.
+#[tokio::test]
+async fn p15_file_urls_are_checked() {
+    let fake = Fake::default();
+    let (job, _) = job(&fake);
+    for url in [
+        "http://ehr.example/f.ndjson",
+        "file:///etc/passwd",
+        "/fhir/files/x",
+    ] {
+        let e = read_all(&job, &one_file(true, url), &DownloadOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, FhirError::Url(_)), "{url}: {e}");
+    }
+    assert!(fake.seen().is_empty());
+}
+
+/// SC-7.20: a gzipped body is decoded as it arrives, in small chunks too.
+#[tokio::test]
+async fn sc_7_20_gzip_content_encoding() {
+    let fake = Fake::default();
+    fake.on(Method::GET, FILE1, Reply::ndjson_gzip(patients(0..500), 97));
+    let (job, _) = job(&fake);
+    let m = one_file(true, FILE1);
+    let got = read_all(&job, &m, &DownloadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 500);
+    assert_eq!(got[499]["id"], "p499");
+}
+
+/// SC-7.20: without `Accept-Encoding` when switched off; a gzip body without
+/// `Content-Encoding` (a `.gz` file served as is) is still recognised.
+#[tokio::test]
+async fn sc_7_20_gzip_off_and_sniffed() {
+    let fake = Fake::default();
+    fake.on(
+        Method::GET,
+        FILE1,
+        Reply::status(200).chunks(&gzip(patients(0..4).as_bytes()), 1),
+    );
+    let (job, _) = job(&fake);
+    let m = one_file(true, FILE1);
+    let got = read_all(&job, &m, &DownloadOptions::default().gzip(false))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 4);
+    assert_eq!(fake.seen()[0].header("accept-encoding"), None);
+}
+
+/// SC-7.20: an unsupported `Content-Encoding` is an error, not garbage.
+#[tokio::test]
+async fn sc_7_20_unknown_content_encoding_fails() {
+    let fake = Fake::default();
+    fake.on(
+        Method::GET,
+        FILE1,
+        Reply::ndjson(patients(0..1), 100).header("content-encoding", "br"),
+    );
+    let (job, _) = job(&fake);
+    let e = read_all(&job, &one_file(true, FILE1), &DownloadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FhirError::Download { .. }), "{e}");
+}
+
+/// SC-7.21: trailing newline, blank lines, CRLF and a missing final newline are tolerated;
+/// lines split across chunks are joined.
+#[tokio::test]
+async fn sc_7_21_ndjson_tolerates_blank_lines_crlf_and_trailing_newline() {
+    let text = "{\"id\":\"a\"}\r\n\r\n\n{\"id\":\"b\"}\n   \n{\"id\":\"c\"}";
+    for chunk in [1, 3, 1000] {
+        let fake = Fake::default();
+        fake.on(Method::GET, FILE1, Reply::ndjson(text, chunk));
+        let (job, _) = job(&fake);
+        let got = read_all(&job, &one_file(true, FILE1), &DownloadOptions::default())
+            .await
+            .unwrap();
+        let ids: Vec<_> = got.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["a", "b", "c"], "chunk size {chunk}");
+    }
+    let fake = Fake::default();
+    fake.on(Method::GET, FILE1, Reply::ndjson("", 1));
+    let (job, _) = job(&fake);
+    let got = read_all(&job, &one_file(true, FILE1), &DownloadOptions::default())
+        .await
+        .unwrap();
+    assert!(got.is_empty());
+}
+
+/// SC-7.21: resources parse into the caller's type; the stream API yields them too; a line
+/// that is not a resource is an error naming the line, never its content.
+#[tokio::test]
+async fn sc_7_21_typed_resources_stream_and_bad_line() {
+    #[derive(Debug, Deserialize)]
+    struct Patient {
+        id: String,
+    }
+    let fake = Fake::default();
+    fake.on(Method::GET, FILE1, Reply::ndjson(patients(0..20), 64));
+    fake.on(
+        Method::GET,
+        FILE2,
+        Reply::ndjson("{\"id\":\"ok\"}\n\n{\"id\": \"Secret Smith\", \n", 5),
+    );
+    let (job, _) = job(&fake);
+    let opts = DownloadOptions::default();
+    let m = one_file(true, FILE1);
+    let s = job
+        .open_file::<Patient>(&m, &m.output[0], &opts)
+        .await
+        .unwrap();
+    let all: Vec<Patient> = s.into_stream().map(|r| r.unwrap()).collect().await;
+    assert_eq!(all.len(), 20);
+    assert_eq!(all[7].id, "p7");
+
+    let m = one_file(true, FILE2);
+    let mut s = job
+        .open_file::<Patient>(&m, &m.output[0], &opts)
+        .await
+        .unwrap();
+    assert_eq!(s.next_resource().await.unwrap().unwrap().id, "ok");
+    let e = s.next_resource().await.unwrap_err();
+    match &e {
+        FhirError::Ndjson { file, line, .. } => {
+            assert_eq!(file, "/fhir/files/Patient.2.ndjson");
+            assert_eq!(*line, 3);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(!e.to_string().contains("Secret"), "{e}");
+    assert!(
+        s.next_resource().await.unwrap().is_none(),
+        "ends after an error"
+    );
+}
+
+/// P15: a line longer than the bound fails instead of growing memory.
+#[tokio::test]
+async fn p15_over_long_line_fails() {
+    let long = format!("{{\"id\":\"x\",\"text\":\"{}\"}}\n", "a".repeat(10_000));
+    let fake = Fake::default();
+    fake.on(
+        Method::GET,
+        FILE1,
+        Reply::ndjson(format!("{}{long}", patients(0..2)), 512),
+    );
+    let (job, _) = job(&fake);
+    let e = read_all(
+        &job,
+        &one_file(true, FILE1),
+        &DownloadOptions::default().max_line_bytes(4096),
+    )
+    .await
+    .unwrap_err();
+    match e {
+        FhirError::Ndjson { line, reason, .. } => {
+            assert_eq!(line, 3);
+            assert!(reason.contains("4096"), "{reason}");
+        }
+        other => panic!("{other}"),
+    }
+}
+
+/// SC-7.20: a truncated gzip stream is an error, not a short file.
+#[tokio::test]
+async fn sc_7_20_truncated_gzip_fails() {
+    let gz = gzip(patients(0..200).as_bytes());
+    let fake = Fake::default();
+    fake.on(
+        Method::GET,
+        FILE1,
+        Reply::status(200)
+            .header("content-encoding", "gzip")
+            .chunks(&gz[..gz.len() - 10], 50),
+    );
+    let (job, _) = job(&fake);
+    let e = read_all(&job, &one_file(true, FILE1), &DownloadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FhirError::Download { .. }), "{e}");
+    assert!(e.to_string().contains("truncated"), "{e}");
+}
+
+/// A file request answered with an error status is a typed error.
+#[tokio::test]
+async fn file_error_status() {
+    let fake = Fake::default();
+    fake.on(
+        Method::GET,
+        FILE1,
+        Reply::outcome(410, "not-found", "files expired"),
+    );
+    let (job, _) = job(&fake);
+    let e = read_all(&job, &one_file(true, FILE1), &DownloadOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(410));
+    assert!(e.to_string().contains("files expired"), "{e}");
+}
+
+fn two_files_and_errors(requires_token: bool) -> Manifest {
+    serde_json::from_value(manifest(
+        requires_token,
+        json!([
+            {"type": "Patient", "url": FILE1, "count": 3},
+            {"type": "Patient", "url": FILE2, "count": 2}
+        ]),
+        json!([{"type": "OperationOutcome", "url": ERRORS}]),
+    ))
+    .unwrap()
+}
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The whole manifest to a directory: one file per output (`Type.N.ndjson`), error files
+/// too, normalised NDJSON, per-file progress, counts in the summary.
+#[tokio::test]
+async fn download_to_dir_writes_every_file() {
+    let fake = Fake::default();
+    fake.on(Method::GET, FILE1, Reply::ndjson_gzip(patients(0..3), 7));
+    fake.on(
+        Method::GET,
+        FILE2,
+        Reply::ndjson(
+            "{\"resourceType\":\"Patient\"}\r\n\n{\"resourceType\":\"Patient\"}",
+            4,
+        ),
+    );
+    fake.on(
+        Method::GET,
+        ERRORS,
+        Reply::ndjson("{\"resourceType\":\"OperationOutcome\"}\n", 100),
+    );
+    let (job, _) = job(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("export");
+    let events = Mutex::new(Vec::new());
+    let m = two_files_and_errors(false);
+    let summary = job
+        .download_to_dir(&m, &out, &DownloadOptions::default(), |p| {
+            events
+                .lock()
+                .unwrap()
+                .push((p.file_name.to_owned(), p.resources, p.done));
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&out),
+        [
+            "Patient.1.ndjson",
+            "Patient.2.ndjson",
+            "error.OperationOutcome.1.ndjson"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("Patient.2.ndjson")).unwrap(),
+        "{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Patient\"}\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("Patient.1.ndjson")).unwrap(),
+        patients(0..3)
+    );
+    assert_eq!(summary.files.len(), 3);
+    assert_eq!(summary.resources(FileKind::Output), 5);
+    assert_eq!(summary.resources(FileKind::Error), 1);
+    assert_eq!(summary.files[0].declared_count, Some(3));
+    assert_eq!(summary.files[2].kind, FileKind::Error);
+    assert!(summary.files[0].bytes_received > 0);
+    let events = events.into_inner().unwrap();
+    for name in ["Patient.1.ndjson", "Patient.2.ndjson"] {
+        let mine: Vec<_> = events.iter().filter(|e| e.0 == name).collect();
+        assert!(!mine.first().unwrap().2, "a start report");
+        assert!(mine.last().unwrap().2, "a done report");
+    }
+    assert!(fake
+        .seen()
+        .iter()
+        .all(|s| s.header("authorization").is_none()));
+}
+
+/// Atomic files: a failed download (broken connection, truncated gzip, bad line) leaves no
+/// final file and no temporary file; files completed before stay.
+#[tokio::test]
+async fn failed_download_leaves_no_file() {
+    for broken in [
+        Reply::ndjson(patients(0..50), 64).then_fail(HttpErrorKind::Io),
+        Reply::status(200)
+            .header("content-encoding", "gzip")
+            .body(gzip(patients(0..50).as_bytes())[..100].to_vec()),
+        Reply::ndjson("{\"id\":1}\nnot json\n", 64),
+    ] {
+        let fake = Fake::default();
+        fake.on(Method::GET, FILE1, Reply::ndjson(patients(0..3), 64));
+        fake.on(Method::GET, FILE2, broken);
+        let (job, _) = job(&fake);
+        let dir = tempfile::tempdir().unwrap();
+        let opts = DownloadOptions::default()
+            .concurrency(1)
+            .include_errors(false);
+        let e = job
+            .download_to_dir(&two_files_and_errors(true), dir.path(), &opts, |_| {})
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                FhirError::Http { .. } | FhirError::Download { .. } | FhirError::Ndjson { .. }
+            ),
+            "{e}"
+        );
+        assert_eq!(names(dir.path()), ["Patient.1.ndjson"], "{e}");
+    }
+}
+
+/// P15: types become file names only when they are type names; a bad URL anywhere stops
+/// the download before any request.
+#[tokio::test]
+async fn p15_unsafe_types_and_urls_stop_before_any_request() {
+    for (ty, url) in [
+        ("../../etc/cron.d/x", FILE1),
+        ("Patient", "http://evil.example/x.ndjson"),
+    ] {
+        let fake = Fake::default();
+        let (job, _) = job(&fake);
+        let m: Manifest = serde_json::from_value(manifest(
+            true,
+            json!([{"type": "Patient", "url": FILE2}, {"type": ty, "url": url}]),
+            json!([]),
+        ))
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let e = job
+            .download_to_dir(&m, dir.path(), &DownloadOptions::default(), |_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(e, FhirError::Manifest { .. }), "{e}");
+        assert!(fake.seen().is_empty());
+        assert!(names(dir.path()).is_empty());
+    }
+}
+
+/// SC-7.1, SC-8.26: a token that expires between files is renewed (client side: the provider
+/// hands out a new one; server side: a 401 makes the client renew and send again once).
+#[tokio::test]
+async fn sc_7_1_token_expiring_between_files_is_renewed() {
+    let fake = Fake::default();
+    fake.on(
+        Method::GET,
+        FILE1,
+        Reply::ndjson(patients(0..2), 64).require_token("tok-1"),
+    );
+    // By the second file the server no longer accepts tok-1.
+    fake.on(
+        Method::GET,
+        FILE2,
+        Reply::ndjson(patients(2..4), 64).require_token("tok-2"),
+    );
+    fake.on(
+        Method::GET,
+        ERRORS,
+        Reply::ndjson("", 64).require_token("tok-3"),
+    );
+    let (job, tokens) = job(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let m = two_files_and_errors(true);
+    let opts = DownloadOptions::default()
+        .concurrency(1)
+        .include_errors(false);
+    let summary = job
+        .download_to_dir(&m, dir.path(), &opts, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.resources(FileKind::Output), 4);
+    assert_eq!(tokens.rejected(), ["tok-1"]);
+    let auth: Vec<_> = fake
+        .seen()
+        .iter()
+        .map(|s| s.header("authorization").unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(auth, ["Bearer tok-1", "Bearer tok-1", "Bearer tok-2"]);
+
+    // The provider itself notices expiry: the next file goes out with the new token at once.
+    tokens.expire();
+    let m = serde_json::from_value::<Manifest>(manifest(
+        true,
+        json!([{"type": "OperationOutcome", "url": ERRORS}]),
+        json!([]),
+    ))
+    .unwrap();
+    read_all(&job, &m, &DownloadOptions::default())
+        .await
+        .unwrap();
+    let last = fake.seen().pop().unwrap();
+    assert_eq!(last.header("authorization"), Some("Bearer tok-3"));
+    assert_eq!(tokens.rejected().len(), 1);
+}
+
+/// The files are fetched concurrently when asked, and all arrive.
+#[tokio::test]
+async fn concurrent_downloads() {
+    let fake = Fake::default();
+    let mut output = Vec::new();
+    for i in 0..6 {
+        let url = format!("{BASE}/files/Observation.{i}.ndjson");
+        fake.on(Method::GET, &url, Reply::ndjson(patients(0..10), 33));
+        output.push(json!({"type": "Observation", "url": url}));
+    }
+    let m: Manifest =
+        serde_json::from_value(manifest(false, Value::Array(output), json!([]))).unwrap();
+    let (job, _) = job(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let summary = job
+        .download_to_dir(
+            &m,
+            dir.path(),
+            &DownloadOptions::default().concurrency(3),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.resources(FileKind::Output), 60);
+    assert_eq!(names(dir.path()).len(), 6);
+    assert_eq!(
+        summary
+            .files
+            .iter()
+            .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect::<Vec<_>>(),
+        (1..=6)
+            .map(|i| format!("Observation.{i}.ndjson"))
+            .collect::<Vec<_>>()
+    );
+}
