@@ -188,6 +188,12 @@ fn prepare() -> Result<Fixture> {
         "it-unregistered",
         "it-cli",
         "it-demo",
+        "it-bulk",
+        "it-bulk-cli",
+        "it-fhir",
+        "it-fhir-renew",
+        "it-fhir-scope",
+        "it-fhir-cli",
     ] {
         clients.push(json!({"client_id": id, "jwks": rs}));
     }

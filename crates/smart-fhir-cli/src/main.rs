@@ -14,6 +14,8 @@ macro_rules! outln {
     }};
 }
 
+mod export;
+mod fhir;
 mod keys;
 mod scope;
 mod server;
@@ -45,6 +47,24 @@ enum Command {
     Discover(server::DiscoverArgs),
     /// Get a Backend Services access token (client credentials with a signed assertion).
     Token(server::TokenArgs),
+    /// Read a resource, a version, or any path under the base (e.g. Patient/123, metadata).
+    Get(fhir::GetArgs),
+    /// Search a resource type (GET, or POST _search with --post); --all follows paging.
+    Search(fhir::SearchArgs),
+    /// Create a resource from a file or stdin.
+    Create(fhir::CreateArgs),
+    /// Update a resource from a file or stdin (optionally version-aware).
+    Update(fhir::UpdateArgs),
+    /// Apply a JSON Patch from a file or stdin.
+    Patch(fhir::PatchArgs),
+    /// Delete a resource.
+    Delete(fhir::DeleteArgs),
+    /// Show the history of a resource or a type.
+    History(fhir::HistoryArgs),
+    /// Send a batch or transaction Bundle from a file or stdin.
+    Batch(fhir::BatchArgs),
+    /// Run a Bulk Data export into a directory.
+    Export(export::ExportArgs),
 }
 
 /// A failure: printed as one line on stderr, exit code 1.
@@ -92,6 +112,15 @@ fn main() -> ExitCode {
         Command::Scope(c) => scope::run(c),
         Command::Discover(a) => server::discover(a),
         Command::Token(a) => server::token(a),
+        Command::Get(a) => fhir::get(a),
+        Command::Search(a) => fhir::search(a),
+        Command::Create(a) => fhir::create(a),
+        Command::Update(a) => fhir::update(a),
+        Command::Patch(a) => fhir::patch(a),
+        Command::Delete(a) => fhir::delete(a),
+        Command::History(a) => fhir::history(a),
+        Command::Batch(a) => fhir::batch(a),
+        Command::Export(a) => export::export(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

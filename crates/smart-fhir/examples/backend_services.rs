@@ -1,5 +1,5 @@
 //! A SMART Backend Services job: discover the server, get a token with a signed client
-//! assertion, search and read Patients.
+//! assertion, then search and read Patients through the FHIR client.
 //!
 //! ```sh
 //! cargo run -p smart-fhir --example backend_services -- \
@@ -8,10 +8,9 @@
 //! ```
 //! `cargo xtask demo` runs it against the local harness.
 
-use bytes::Bytes;
 use smart_fhir::{
-    AccessTokenProvider, BackendServices, Clock, FhirBaseUrl, HttpClient, HyperHttpClient,
-    InsecureHttp, PrivateKey, SharedHttpClient, SystemClock,
+    BackendServices, Clock, FhirBaseUrl, FhirClient, HyperHttpClient, InsecureHttp, PrivateKey,
+    SharedHttpClient, SystemClock,
 };
 
 #[tokio::main]
@@ -52,47 +51,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("token endpoint (discovered): {endpoint}");
     }
 
+    // A FHIR client that takes its tokens from the token source: cached, renewed before expiry,
+    // and renewed once when the server answers 401.
+    let fhir = FhirClient::builder(base)
+        .shared_http_client(http)
+        .auth(backend)
+        .build()?;
+
     // A search, then a read of the first Patient found.
-    let bundle = get(&http, &backend, &base, "Patient?_count=3").await?;
+    let bundle = fhir
+        .search::<serde_json::Value>("Patient", &[("_count", "3")])
+        .await?
+        .into_body();
     let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
     println!("search Patient?_count=3: {} entries", entries.len());
     let id = entries
         .first()
         .and_then(|e| e["resource"]["id"].as_str())
         .ok_or("the server returned no Patient")?;
-    let patient = get(&http, &backend, &base, &format!("Patient/{id}")).await?;
-    let name = &patient["name"][0];
+    let patient = fhir.read::<serde_json::Value>("Patient", id).await?;
+    let name = &patient.body()["name"][0];
     println!(
-        "read Patient/{id}: {} {}",
+        "read Patient/{id} (version {}): {} {}",
+        patient.version_id().unwrap_or("?"),
         name["given"][0].as_str().unwrap_or("?"),
         name["family"].as_str().unwrap_or("?")
     );
     Ok(())
-}
-
-/// A bearer-authenticated GET that renews the token once on 401 (SC-3.8, SC-8.26).
-async fn get(
-    http: &SharedHttpClient,
-    auth: &BackendServices,
-    base: &FhirBaseUrl,
-    path: &str,
-) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
-    for attempt in 0..2 {
-        let token = AccessTokenProvider::access_token(auth).await?;
-        let req = http::Request::builder()
-            .uri(base.join(path)?.as_str())
-            .header("accept", "application/fhir+json")
-            .header("authorization", format!("Bearer {}", token.secret()))
-            .body(Bytes::new())?;
-        let resp = http.execute(req).await?;
-        if resp.status() == http::StatusCode::UNAUTHORIZED && attempt == 0 {
-            auth.token_rejected(&token).await;
-            continue;
-        }
-        if !resp.status().is_success() {
-            return Err(format!("GET {path}: HTTP {}", resp.status()).into());
-        }
-        return Ok(serde_json::from_slice(resp.body())?);
-    }
-    Err(format!("GET {path}: refused after renewing the token").into())
 }

@@ -11,8 +11,8 @@
 //! | [`jwt`] | `smart-fhir-jwt` | keys, JWKS, client assertions, JWS verification |
 //! | [`discovery`] | `smart-fhir-discovery` | `.well-known/smart-configuration` and fallback |
 //! | [`store`] | `smart-fhir-store` | token and session stores, `AccessTokenProvider` |
-//! | [`oauth`] | `smart-fhir-oauth` | the Backend Services token source |
-//! | [`http`] | `smart-fhir-http` | the hyper + rustls transport |
+//! | [`oauth`] | `smart-fhir-oauth` | Backend Services, App Launch, `id_token`, introspection, revocation |
+//! | [`http`] | `smart-fhir-http` | the FHIR REST client, Bulk Data export, the hyper + rustls transport |
 //!
 //! ```no_run
 //! use smart_fhir::{BackendServices, FhirBaseUrl, HyperHttpClient, PrivateKey};
@@ -44,8 +44,14 @@ pub use smart_fhir_store as store;
 pub use smart_fhir_core::{
     AccessToken, Clock, FhirBaseUrl, HttpClient, InsecureHttp, SharedHttpClient, SystemClock,
 };
-pub use smart_fhir_http::HyperHttpClient;
+pub use smart_fhir_http::{FhirClient, FhirError, FhirResponse, HyperHttpClient};
 pub use smart_fhir_jwt::{Algorithm, PrivateKey};
-pub use smart_fhir_oauth::{BackendServices, OAuthError};
+pub use smart_fhir_oauth::{
+    AppLaunch, BackendServices, ClientAuth, IssuerPolicy, LaunchClientConfig, LaunchError,
+    OAuthError, SessionClient,
+};
 pub use smart_fhir_scopes::ScopeSet;
-pub use smart_fhir_store::{AccessTokenProvider, MemoryTokenStore, StoredToken, TokenStore};
+pub use smart_fhir_store::{
+    AccessTokenProvider, MemorySessionStore, MemoryTokenStore, SessionStore, StoredToken,
+    TokenStore,
+};

@@ -164,3 +164,65 @@ impl Drop for JsonServer {
         self.task.abort();
     }
 }
+
+/// A FHIR client of the harness, authorized with Backend Services as `client_id` (registered
+/// with the `rs384` key) for `scope`.
+pub fn fhir_client(client_id: &str, scope: &str) -> smart_fhir_http::FhirClient {
+    let backend = smart_fhir_oauth::BackendServices::builder()
+        .fhir_base(base())
+        .client_id(client_id)
+        .scope(scope)
+        .private_key(key("rs384"))
+        .shared_http_client(http())
+        .build()
+        .expect("backend services");
+    smart_fhir_http::FhirClient::builder(base())
+        .shared_http_client(http())
+        .auth(backend)
+        .build()
+        .expect("FHIR client")
+}
+
+/// A fresh random token (16 hex digits) to keep one test's data apart from another's.
+pub fn unique() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(u64::from(std::process::id()));
+    format!("{:016x}", h.finish())
+}
+
+/// A request to a `/_harness/*` admin endpoint with an optional JSON body; the JSON answer.
+pub async fn admin_json(method: http::Method, path: &str, body: Option<&Value>) -> Value {
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", origin()));
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    let resp = http()
+        .execute(req.body(body).expect("request"))
+        .await
+        .expect("admin request");
+    assert!(
+        resp.status().is_success(),
+        "admin {path}: {}",
+        resp.status()
+    );
+    serde_json::from_slice(resp.body()).unwrap_or(Value::Null)
+}
+
+/// The harness's counters (`GET /_harness/stats`).
+pub async fn stats() -> Value {
+    admin_json(http::Method::GET, "/_harness/stats", None).await
+}
+
+/// Changes the Bulk Data settings (`POST /_harness/bulk-settings`); returns them.
+pub async fn bulk_settings(settings: Value) -> Value {
+    admin_json(
+        http::Method::POST,
+        "/_harness/bulk-settings",
+        Some(&settings),
+    )
+    .await
+}

@@ -1,0 +1,3 @@
+//! Benchmark placeholder (being written).
+
+fn main() {}
