@@ -123,6 +123,54 @@ fn free_port() -> Result<u16> {
         .map_err(|e| format!("no free port: {e}"))
 }
 
+/// A random client secret (192 bits, hex) from the operating system's generator.
+fn random_secret() -> Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The App Launch clients of `tests/integration/tests/app_launch.rs`. The tests read their
+/// secrets and redirect URIs from the harness configuration file in the fixture directory;
+/// nothing prints them. `rs` is the JWKS of the `rs384` key (the `private_key_jwt` client).
+fn app_launch_clients(rs: &Value) -> Result<Vec<Value>> {
+    // A native client's loopback redirect URI matches on any port (RFC 8252 §7.3).
+    let loopback = json!(["http://127.0.0.1/callback"]);
+    // Nothing listens there: the library tests stop at the redirect and call the callback.
+    let web = json!(["https://app.example/callback"]);
+    let public = |id: &str| {
+        json!({"client_id": id, "token_endpoint_auth_method": "none",
+               "application_type": "native", "redirect_uris": loopback})
+    };
+    let mut clients = vec![
+        public("it-public"),
+        public("it-rotation"),
+        public("it-login"),
+        json!({"client_id": "it-public-es384", "token_endpoint_auth_method": "none",
+               "application_type": "native", "redirect_uris": loopback,
+               "id_token_signed_response_alg": "ES384"}),
+        json!({"client_id": "it-basic", "token_endpoint_auth_method": "client_secret_basic",
+               "client_secret": random_secret()?, "redirect_uris": web}),
+        json!({"client_id": "it-post", "token_endpoint_auth_method": "client_secret_post",
+               "client_secret": random_secret()?, "redirect_uris": web}),
+        json!({"client_id": "it-jwt", "token_endpoint_auth_method": "private_key_jwt",
+               "jwks": rs, "redirect_uris": web,
+               "grant_types": ["authorization_code", "refresh_token"]}),
+        json!({"client_id": "it-login-basic", "token_endpoint_auth_method": "client_secret_basic",
+               "client_secret": random_secret()?, "application_type": "native",
+               "redirect_uris": loopback}),
+    ];
+    // The example web app listens on a port chosen now; its registered redirect URI is exact.
+    let example = format!("http://127.0.0.1:{}/callback", free_port()?);
+    clients.push(json!({"client_id": "it-example",
+        "token_endpoint_auth_method": "client_secret_basic", "client_secret": random_secret()?,
+        "redirect_uris": [example]}));
+    Ok(clients)
+}
+
 fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
@@ -167,7 +215,23 @@ fn prepare() -> Result<Fixture> {
     npm_install()?;
     step("integration: build the CLI and generate keys with it");
     let bin = build_cli()?;
-    let dir = target_dir().join("integration");
+    // One directory per run, so that runs side by side (two checkouts' worth of work on one
+    // machine) never share or delete each other's keys; older runs' directories are removed.
+    let parent = target_dir().join("integration");
+    if let Ok(entries) = std::fs::read_dir(&parent) {
+        for e in entries.flatten() {
+            let stale = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(3600));
+            if stale {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let dir = parent.join(format!("run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let rs = keygen(&bin, &dir, "rs384", "RS384")?;
@@ -199,6 +263,7 @@ fn prepare() -> Result<Fixture> {
     }
     clients.push(json!({"client_id": "it-es384", "jwks": es}));
     clients.push(json!({"client_id": "it-jku", "jwks_uri": jwks_uri}));
+    clients.extend(app_launch_clients(&rs)?);
     let config = dir.join("harness-config.json");
     let body = json!({"port": 0, "clients": clients});
     std::fs::write(&config, body.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;

@@ -17,6 +17,7 @@ macro_rules! outln {
 mod export;
 mod fhir;
 mod keys;
+mod login;
 mod scope;
 mod server;
 
@@ -65,6 +66,11 @@ enum Command {
     Batch(fhir::BatchArgs),
     /// Run a Bulk Data export into a directory.
     Export(export::ExportArgs),
+    /// Sign in with a browser (SMART standalone launch, loopback redirect) and save the session
+    /// for the FHIR commands' --session.
+    Login(login::LoginArgs),
+    /// Revoke the saved session's tokens and delete it.
+    Logout(login::LogoutArgs),
 }
 
 /// A failure: printed as one line on stderr, exit code 1.
@@ -121,6 +127,8 @@ fn main() -> ExitCode {
         Command::History(a) => fhir::history(a),
         Command::Batch(a) => fhir::batch(a),
         Command::Export(a) => export::export(a),
+        Command::Login(a) => login::login(a),
+        Command::Logout(a) => login::logout(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

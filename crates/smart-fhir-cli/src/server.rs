@@ -31,7 +31,7 @@ impl Transport {
         }
     }
 
-    fn base(&self, text: &str) -> Result<FhirBaseUrl> {
+    pub(crate) fn base(&self, text: &str) -> Result<FhirBaseUrl> {
         FhirBaseUrl::parse_with(text, self.policy()).map_err(|e| match e {
             UrlError::InsecureHttp { .. } if !self.insecure_http => Failure::new(format!(
                 "{e}; pass --insecure-http to allow plain http:// to a loopback host"
@@ -40,7 +40,7 @@ impl Transport {
         })
     }
 
-    fn client(&self) -> Result<SharedHttpClient> {
+    pub(crate) fn client(&self) -> Result<SharedHttpClient> {
         let mut b = HyperHttpClient::builder().insecure_http(self.policy());
         if let Some(path) = &self.ca_cert {
             let pem = std::fs::read(path)
@@ -246,9 +246,21 @@ pub fn token(a: TokenArgs) -> Result<u8> {
 /// without a token (an open server).
 #[derive(Debug, Args)]
 pub struct FhirArgs {
-    /// The FHIR base URL.
-    #[arg(long, value_name = "URL", env = "SMART_FHIR_BASE")]
-    pub fhir_base: String,
+    /// The FHIR base URL (with --session: the session's; if given, it must be the same).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SMART_FHIR_BASE",
+        required_unless_present_any = ["session", "session_file"]
+    )]
+    pub fhir_base: Option<String>,
+    /// Use the session saved by `smart-fhir login` (App Launch) for access tokens, refreshed as
+    /// needed.
+    #[arg(long, conflicts_with = "client_id")]
+    pub session: bool,
+    /// With --session: the session file (default: the one `login` writes).
+    #[arg(long, value_name = "FILE", conflicts_with = "client_id")]
+    pub session_file: Option<PathBuf>,
     /// The registered client id (Backend Services); omit for an open server.
     #[arg(long, requires_all = ["key", "scope"])]
     pub client_id: Option<String>,
@@ -278,7 +290,13 @@ impl FhirArgs {
     /// A FHIR client for these options, with a Backend Services token source when a client id
     /// is given.
     pub fn client(&self) -> Result<smart_fhir_http::FhirClient> {
-        let base = self.transport.base(&self.fhir_base)?;
+        if self.session || self.session_file.is_some() {
+            return self.session_client();
+        }
+        let Some(fhir_base) = &self.fhir_base else {
+            return Err(Failure::new("--fhir-base is required"));
+        };
+        let base = self.transport.base(fhir_base)?;
         let http = self.transport.client()?;
         let mut builder =
             smart_fhir_http::FhirClient::builder(base.clone()).shared_http_client(http.clone());
@@ -306,6 +324,30 @@ impl FhirArgs {
             builder = builder.auth(backend);
         }
         builder
+            .build()
+            .map_err(|e| Failure::from_error("cannot set up the FHIR client", &e))
+    }
+}
+
+impl FhirArgs {
+    /// A FHIR client on the saved App Launch session (`--session`).
+    fn session_client(&self) -> Result<smart_fhir_http::FhirClient> {
+        let http = self.transport.client()?;
+        let (base, session) = crate::login::saved_session(
+            self.session_file.as_deref(),
+            &self.transport,
+            http.clone(),
+        )?;
+        if let Some(given) = &self.fhir_base {
+            if self.transport.base(given)? != base {
+                return Err(Failure::new(format!(
+                    "the saved session is for {base}, not {given}"
+                )));
+            }
+        }
+        smart_fhir_http::FhirClient::builder(base)
+            .shared_http_client(http)
+            .auth(session)
             .build()
             .map_err(|e| Failure::from_error("cannot set up the FHIR client", &e))
     }

@@ -226,3 +226,268 @@ pub async fn bulk_settings(settings: Value) -> Value {
     )
     .await
 }
+
+// ---------------------------------------------------------------------------------------------
+// App Launch: the harness configuration's App Launch clients, and a headless browser.
+
+/// The harness configuration `cargo xtask integration` wrote (clients with their secrets and
+/// redirect URIs). Never printed.
+pub fn harness_config() -> Value {
+    let path = PathBuf::from(var("SMART_FHIR_IT_DIR")).join("harness-config.json");
+    let text = std::fs::read_to_string(&path).expect("harness-config.json");
+    serde_json::from_str(&text).expect("harness config is JSON")
+}
+
+fn registered_client(client_id: &str) -> Value {
+    harness_config()["clients"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["client_id"] == client_id).cloned())
+        .unwrap_or_else(|| panic!("client {client_id} is not in the harness configuration"))
+}
+
+/// The client secret registered for `client_id`.
+pub fn client_secret(client_id: &str) -> smart_fhir_core::ClientSecret {
+    let c = registered_client(client_id);
+    smart_fhir_core::ClientSecret::new(c["client_secret"].as_str().expect("a client secret"))
+}
+
+/// The (first) redirect URI registered for `client_id`.
+pub fn redirect_uri(client_id: &str) -> String {
+    let c = registered_client(client_id);
+    c["redirect_uris"][0]
+        .as_str()
+        .expect("a redirect URI")
+        .to_owned()
+}
+
+/// Stores an EHR launch context (`POST /_harness/launch`); returns the `launch` id.
+pub async fn ehr_launch_context(context: &Value) -> String {
+    let answer = admin_json(http::Method::POST, "/_harness/launch", Some(context)).await;
+    answer["launch"].as_str().expect("a launch id").to_owned()
+}
+
+/// A headless browser: follows redirects with `GET` and keeps cookies, as the harness's
+/// authorization server needs (see `tests/servers/README.md`, "Redirect chain").
+///
+/// Cookies are kept by host, not by port, as browsers do; path, expiry and `Secure` are not
+/// modelled (a `Set-Cookie` with an empty value or `Max-Age=0` removes one).
+pub struct Browser {
+    http: SharedHttpClient,
+    jar: std::sync::Mutex<std::collections::BTreeMap<String, Vec<(String, String)>>>,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The most redirects [`Browser::follow`] takes.
+pub const MAX_REDIRECTS: usize = 20;
+
+impl Browser {
+    pub fn new() -> Self {
+        Self {
+            http: http(),
+            jar: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+
+    fn host_of(url: &str) -> String {
+        smart_fhir_core::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// The value of cookie `name` for `host`.
+    pub fn cookie(&self, host: &str, name: &str) -> Option<String> {
+        let jar = self.jar.lock().expect("jar");
+        jar.get(host)?
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Sends `request` with the jar's cookies for its host and keeps the cookies it sets.
+    pub async fn send(&self, mut request: http::Request<Bytes>) -> http::Response<Bytes> {
+        let url = request.uri().to_string();
+        let host = Self::host_of(&url);
+        let header = {
+            let jar = self.jar.lock().expect("jar");
+            jar.get(&host)
+                .map(|cs| {
+                    cs.iter()
+                        .map(|(n, v)| format!("{n}={v}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default()
+        };
+        if !header.is_empty() {
+            request.headers_mut().insert(
+                http::header::COOKIE,
+                http::HeaderValue::from_str(&header).expect("cookie header"),
+            );
+        }
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .unwrap_or_else(|e| panic!("browser request to {}: {e}", Self::origin_of(&url)));
+        let mut jar = self.jar.lock().expect("jar");
+        let cookies = jar.entry(host).or_default();
+        for set in response.headers().get_all(http::header::SET_COOKIE) {
+            let Ok(set) = set.to_str() else { continue };
+            let mut parts = set.split(';');
+            let Some((name, value)) = parts.next().and_then(|p| p.trim().split_once('=')) else {
+                continue;
+            };
+            let removed = value.is_empty()
+                || parts.any(|a| {
+                    let a = a.trim().to_ascii_lowercase();
+                    a == "max-age=0" || (a.starts_with("expires=") && a.contains("1970"))
+                });
+            cookies.retain(|(n, _)| n != name);
+            if !removed {
+                cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        response
+    }
+
+    fn origin_of(url: &str) -> String {
+        smart_fhir_core::Url::parse(url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default()
+    }
+
+    /// `GET url`.
+    pub async fn get(&self, url: &str) -> http::Response<Bytes> {
+        let req = http::Request::get(url)
+            .header("accept", "text/html,application/json")
+            .body(Bytes::new())
+            .expect("request");
+        self.send(req).await
+    }
+
+    /// `POST url` with a form body.
+    pub async fn post_form(&self, url: &str, fields: &[(String, String)]) -> http::Response<Bytes> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields.iter())
+            .finish();
+        let req = http::Request::post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Bytes::from(body))
+            .expect("request");
+        self.send(req).await
+    }
+
+    /// Follows `response` (the answer to `url`) through its redirects. Stops before requesting a
+    /// `Location` for which `stop` is true and returns it as `Err`; otherwise returns the final
+    /// URL and the first response that is not a redirect.
+    pub async fn follow(
+        &self,
+        mut url: String,
+        mut response: http::Response<Bytes>,
+        stop: impl Fn(&str) -> bool,
+    ) -> Result<(String, http::Response<Bytes>), String> {
+        for _ in 0..MAX_REDIRECTS {
+            if !response.status().is_redirection() {
+                return Ok((url, response));
+            }
+            let location = response
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .expect("a redirect has a Location");
+            let next = smart_fhir_core::Url::parse(&url)
+                .and_then(|u| u.join(location))
+                .expect("a usable Location")
+                .to_string();
+            if stop(&next) {
+                return Err(next);
+            }
+            response = self.get(&next).await;
+            url = next;
+        }
+        panic!("more than {MAX_REDIRECTS} redirects");
+    }
+
+    /// `GET url` and every redirect after it; the final URL and response.
+    pub async fn navigate(&self, url: &str) -> (String, http::Response<Bytes>) {
+        let response = self.get(url).await;
+        self.follow(url.to_owned(), response, |_| false)
+            .await
+            .expect("no stop")
+    }
+
+    /// `GET url` and its redirects up to the first `Location` that starts with `prefix`, which
+    /// is returned without being requested (the redirect URI of a client nobody serves).
+    pub async fn navigate_until(&self, url: &str, prefix: &str) -> String {
+        let response = self.get(url).await;
+        self.follow_until(url, response, prefix).await
+    }
+
+    /// [`follow`](Self::follow) up to the first `Location` that starts with `prefix`.
+    pub async fn follow_until(
+        &self,
+        url: &str,
+        response: http::Response<Bytes>,
+        prefix: &str,
+    ) -> String {
+        match self
+            .follow(url.to_owned(), response, |l| l.starts_with(prefix))
+            .await
+        {
+            Err(location) => location,
+            Ok((last, r)) => panic!(
+                "the redirects from {} ended at {} with {} before reaching {prefix}: {}",
+                Self::origin_of(url),
+                Self::origin_of(&last),
+                r.status(),
+                String::from_utf8_lossy(r.body())
+            ),
+        }
+    }
+}
+
+/// A transport that counts and records (method, URL) of every request, then passes it on.
+#[derive(Debug)]
+pub struct CountingHttp {
+    inner: SharedHttpClient,
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl CountingHttp {
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            inner: http(),
+            seen: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// How many requests went through.
+    pub fn count(&self) -> usize {
+        self.seen.lock().expect("log").len()
+    }
+
+    /// The URLs requested, in order.
+    pub fn urls(&self) -> Vec<String> {
+        self.seen.lock().expect("log").clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpClient for CountingHttp {
+    async fn execute(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, smart_fhir_core::HttpError> {
+        self.seen
+            .lock()
+            .expect("log")
+            .push(request.uri().to_string());
+        self.inner.execute(request).await
+    }
+}
