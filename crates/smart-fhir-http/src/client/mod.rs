@@ -2,6 +2,7 @@
 //! retries with `Retry-After`.
 
 mod error;
+mod launch;
 mod ops;
 mod paging;
 mod response;
