@@ -1,14 +1,20 @@
 //! Benchmarks that print figures beside a baseline measured in the same run.
 
-use std::process::Command;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 
 use crate::util::{cargo, output, step, Result};
 
 pub fn run(which: Option<&str>) -> Result<()> {
     match which {
         Some("jwt") => jwt(),
+        Some("http") => http(),
+        Some("bulk") => bulk(),
         other => Err(format!(
-            "unknown benchmark {other:?}; available: jwt (usage: cargo xtask bench jwt)"
+            "unknown benchmark {other:?}; available: jwt, http, bulk \
+             (usage: cargo xtask bench <jwt|http|bulk>)"
         )),
     }
 }
@@ -118,4 +124,233 @@ fn parse_ours(text: &str) -> Result<(f64, f64)> {
         (Some(r), Some(e)) => Ok((r, e)),
         _ => Err(format!("cannot read the benchmark output:\n{text}")),
     }
+}
+
+/// The `BENCH <name> <value>` lines of a benchmark's output.
+fn bench_values(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter_map(|line| {
+            let mut cols = line.split_whitespace();
+            if cols.next() != Some("BENCH") {
+                return None;
+            }
+            let name = cols.next()?;
+            let value = cols.next()?.parse::<f64>().ok()?;
+            Some((name.to_owned(), value))
+        })
+        .collect()
+}
+
+fn value(values: &HashMap<String, f64>, name: &str) -> Result<f64> {
+    values
+        .get(name)
+        .copied()
+        .ok_or_else(|| format!("the benchmark printed no `BENCH {name}` line"))
+}
+
+/// Authenticated FHIR reads through `FhirClient` (with a warmed Backend Services token source,
+/// and with a static token) beside a raw hyper-util client, interleaved in rounds in one process
+/// against a minimal local server (see `crates/smart-fhir-http/benches/http.rs`).
+fn http() -> Result<()> {
+    step("bench http: build (release)");
+    crate::util::run(cargo().args([
+        "bench",
+        "-p",
+        "smart-fhir-http",
+        "--bench",
+        "http",
+        "--no-run",
+    ]))?;
+    step("bench http: run (raw hyper-util client and FhirClient, interleaved rounds)");
+    let text = output(cargo().args([
+        "bench",
+        "-q",
+        "-p",
+        "smart-fhir-http",
+        "--bench",
+        "http",
+        "--",
+        "--rounds",
+        "9",
+    ]))?;
+    for line in text.lines().filter(|l| !l.starts_with("BENCH")) {
+        eprintln!("{line}");
+    }
+    let v = bench_values(&text);
+    println!();
+    println!(
+        "authenticated reads (GET Patient/1, 0.5 KB JSON parsed into serde_json::Value) over \
+         loopback HTTP/1.1 from one client thread; median of 9 rounds"
+    );
+    println!(
+        "{:<34} {:>10} {:>11} {:>10} {:>8}",
+        "", "p50 (µs)", "added (µs)", "req/s", "ratio"
+    );
+    println!(
+        "{:<34} {:>10.2} {:>11} {:>10.0} {:>8}",
+        "raw hyper-util client",
+        value(&v, "raw.p50_us")?,
+        "-",
+        value(&v, "raw.rps")?,
+        "-"
+    );
+    for (name, label) in [
+        ("backend", "FhirClient + BackendServices"),
+        ("static", "FhirClient + StaticTokenProvider"),
+    ] {
+        println!(
+            "{:<34} {:>10.2} {:>11.2} {:>10.0} {:>8.3}",
+            label,
+            value(&v, &format!("{name}.p50_us"))?,
+            value(&v, &format!("{name}.added_p50_us"))?,
+            value(&v, &format!("{name}.rps"))?,
+            value(&v, &format!("{name}.rps_ratio"))?
+        );
+    }
+    println!(
+        "p50: sequential reads, one pooled connection per client, the clients taking turns \
+         request by request; req/s: 16 concurrent tasks, the clients in turn; added and ratio: \
+         median of the per-round differences and ratios against the raw client"
+    );
+    println!("target: req/s ratio >= 0.97, added p50 <= 2 µs");
+    Ok(())
+}
+
+/// The executable of a bench target, built in release, from cargo's JSON messages.
+fn bench_executable(package: &str, bench: &str) -> Result<PathBuf> {
+    let text = output(cargo().args([
+        "bench",
+        "-p",
+        package,
+        "--bench",
+        bench,
+        "--no-run",
+        "--message-format=json",
+    ]))?;
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bench)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| format!("cargo named no executable for bench {bench} of {package}"))
+}
+
+/// A child process that is stopped when dropped: its standard input is closed (it exits by
+/// itself then), and it is killed if it is still running.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        if !matches!(self.0.try_wait(), Ok(Some(_))) {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        if !matches!(self.0.try_wait(), Ok(Some(_))) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Downloading and parsing a 525 MB NDJSON file through `BulkJob::open_file` beside a raw hyper
+/// body read of the same file: the server and each client run as processes of their own (the
+/// bench binary in three roles), so each client reports its own peak memory.
+fn bulk() -> Result<()> {
+    step("bench bulk: build (release)");
+    let exe = bench_executable("smart-fhir-http", "bulk")?;
+    step("bench bulk: start the NDJSON server (smart-fhir-testkit, own process)");
+    let mut child = Command::new(&exe)
+        .arg("--serve")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    let stdout = child.stdout.take();
+    let server = Server(child);
+    let mut first = String::new();
+    if let Some(out) = stdout {
+        BufReader::new(out)
+            .read_line(&mut first)
+            .map_err(|e| format!("cannot read the server's address: {e}"))?;
+    }
+    let mut words = first.split_whitespace();
+    let (status_url, file_url) = match (words.next(), words.next(), words.next()) {
+        (Some("SERVE"), Some(status), Some(file)) => (status.to_owned(), file.to_owned()),
+        _ => return Err(format!("the server did not start: {first:?}")),
+    };
+
+    let modes = ["raw", "bulk", "bulk-typed"];
+    let mut best: HashMap<&str, f64> = HashMap::new();
+    let mut peak: HashMap<&str, f64> = HashMap::new();
+    let mut bytes: HashMap<&str, f64> = HashMap::new();
+    let rounds = 3;
+    for round in 0..rounds {
+        for k in 0..modes.len() {
+            let mode = modes[(round + k) % modes.len()];
+            step(&format!("bench bulk: round {}: {mode}", round + 1));
+            let mut cmd = Command::new(&exe);
+            cmd.args(["--mode", mode]);
+            if mode == "raw" {
+                cmd.args(["--file-url", &file_url]);
+            } else {
+                cmd.args(["--status-url", &status_url]);
+            }
+            let text = output(&mut cmd)?;
+            for line in text.lines().filter(|l| !l.starts_with("BENCH")) {
+                eprintln!("{line}");
+            }
+            let v = bench_values(&text);
+            let mb_s = value(&v, &format!("{mode}.mb_s"))?;
+            let entry = best.entry(mode).or_insert(0.0);
+            *entry = entry.max(mb_s);
+            if let Some(p) = v.get(&format!("{mode}.peak_rss_mib")) {
+                let entry = peak.entry(mode).or_insert(0.0);
+                *entry = entry.max(*p);
+            }
+            bytes.insert(mode, value(&v, &format!("{mode}.bytes"))?);
+        }
+    }
+    drop(server);
+
+    let raw_bytes = bytes.get("raw").copied().unwrap_or(f64::NAN);
+    if bytes.values().any(|b| *b != raw_bytes) {
+        return Err(format!("the clients read different amounts: {bytes:?}"));
+    }
+    let raw = best.get("raw").copied().unwrap_or(f64::NAN);
+    let rss = |mode: &str| {
+        peak.get(mode)
+            .map_or_else(|| "n/a".to_owned(), |p| format!("{p:.1}"))
+    };
+    println!();
+    println!(
+        "Bulk Data file download: {:.1} MB of NDJSON (512,000 synthetic Observations, 1,024 \
+         bytes a line) generated on the fly by the testkit server in its own process, over \
+         loopback HTTP/1.1; each client in its own process; best of {rounds} interleaved runs",
+        raw_bytes / 1e6
+    );
+    println!(
+        "{:<46} {:>9} {:>8} {:>15}",
+        "", "MB/s", "ratio", "peak RSS (MiB)"
+    );
+    for (mode, label) in [
+        ("raw", "raw hyper body read (no parsing)"),
+        ("bulk", "BulkJob::open_file::<serde_json::Value>"),
+        ("bulk-typed", "BulkJob::open_file::<{resourceType, id}>"),
+    ] {
+        let mb_s = best.get(mode).copied().unwrap_or(f64::NAN);
+        let ratio = if mode == "raw" {
+            "-".to_owned()
+        } else {
+            format!("{:.3}", mb_s / raw)
+        };
+        println!("{label:<46} {mb_s:>9.1} {ratio:>8} {:>15}", rss(mode));
+    }
+    println!(
+        "MB/s: 10^6 body bytes per second of wall time, request to end of body; peak RSS: VmHWM \
+         of the client process"
+    );
+    println!(
+        "target: MB/s ratio >= 0.9 (open_file::<serde_json::Value> against the raw read), peak \
+         RSS < 64 MiB"
+    );
+    Ok(())
 }

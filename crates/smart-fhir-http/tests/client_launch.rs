@@ -14,7 +14,7 @@ fn context(fields: Value) -> LaunchContext {
 
 fn client(server: &TestServer) -> FhirClient {
     FhirClient::builder(
-        FhirBaseUrl::parse_with(&server.fhir_base(), InsecureHttp::AllowLoopback).unwrap(),
+        FhirBaseUrl::parse_with(server.fhir_base(), InsecureHttp::AllowLoopback).unwrap(),
     )
     .auth(StaticTokenProvider::new(AccessToken::new("tok-x")))
     .build()
