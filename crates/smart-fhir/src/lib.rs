@@ -55,3 +55,16 @@ pub use smart_fhir_store::{
     AccessTokenProvider, MemorySessionStore, MemoryTokenStore, SessionStore, StoredToken,
     TokenStore,
 };
+
+/// The guides in `docs/guides/`, included here so that their code examples are compiled with
+/// the documentation tests.
+pub mod guides {
+    #[doc = include_str!("../../../docs/guides/backend-services.md")]
+    pub mod backend_services {}
+    #[doc = include_str!("../../../docs/guides/app-launch.md")]
+    pub mod app_launch {}
+    #[doc = include_str!("../../../docs/guides/bulk-export.md")]
+    pub mod bulk_export {}
+    #[doc = include_str!("../../../docs/guides/key-rotation.md")]
+    pub mod key_rotation {}
+}
