@@ -151,7 +151,10 @@ fn answer(
     let (status, body) = match (request.method(), request.uri().path()) {
         (&Method::POST, "/token") => (StatusCode::OK, token_body),
         (&Method::GET, "/fhir/Patient/1")
-            if request.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes)
+            if request
+                .headers()
+                .get(AUTHORIZATION)
+                .map(HeaderValue::as_bytes)
                 == Some(expected.as_bytes()) =>
         {
             (StatusCode::OK, PATIENT)
@@ -169,13 +172,17 @@ fn answer(
 
 // ----- clients -------------------------------------------------------------------------------
 
+/// The raw hyper-util client and what it sends.
+#[derive(Clone)]
+struct RawClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    authorization: HeaderValue,
+}
+
 #[derive(Clone)]
 enum Contender {
-    Raw {
-        client: Client<HttpConnector, Full<Bytes>>,
-        base: String,
-        authorization: HeaderValue,
-    },
+    Raw(Box<RawClient>),
     Fhir(FhirClient),
 }
 
@@ -183,15 +190,14 @@ impl Contender {
     /// One authenticated read, its body parsed into a `serde_json::Value`.
     async fn read(&self) -> Value {
         match self {
-            Contender::Raw {
-                client,
-                base,
-                authorization,
-            } => {
+            Contender::Raw(raw) => {
+                let RawClient {
+                    client,
+                    base,
+                    authorization,
+                } = &**raw;
                 // The URI of a read by id, built for each request as any client does.
-                let uri: Uri = format!("{base}/Patient/{PATIENT_ID}")
-                    .parse()
-                    .expect("URI");
+                let uri: Uri = format!("{base}/Patient/{PATIENT_ID}").parse().expect("URI");
                 let request = Request::get(uri)
                     .header(ACCEPT, HeaderValue::from_static(MEDIA_TYPE))
                     .header(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE))
@@ -231,11 +237,11 @@ fn raw_client(addr: SocketAddr, token: &str) -> Contender {
     let mut authorization =
         HeaderValue::from_str(&format!("Bearer {token}")).expect("header value");
     authorization.set_sensitive(true);
-    Contender::Raw {
+    Contender::Raw(Box::new(RawClient {
         client,
         base: format!("http://{addr}/fhir"),
         authorization,
-    }
+    }))
 }
 
 fn transport() -> HyperHttpClient {

@@ -3,9 +3,10 @@
 //! P15).
 //!
 //! Every test talks HTTP over loopback to a `TestServer`, so waits are real: the retry policies
-//! here use millisecond backoffs, and only the `Retry-After` tests wait for what the server asks
-//! (at most one second). tokio's paused clock is not used: it would advance to the transport's
-//! request timeout whenever the runtime waits for the socket, and fail requests at random.
+//! here use millisecond backoffs, timeouts are a few hundred milliseconds, and the longest wait
+//! is a `Retry-After: 1`. tokio's paused clock is not used: it would advance to the transport's
+//! request timeout whenever the runtime waits for the socket, and fail requests at random (the
+//! paused-clock retry tests are in `client_errors.rs`, with a scripted transport).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -38,7 +39,7 @@ fn base(server: &TestServer) -> FhirBaseUrl {
     FhirBaseUrl::parse_with(server.fhir_base(), InsecureHttp::AllowLoopback).expect("base URL")
 }
 
-/// Three retries with millisecond backoffs: the retry logic of the default policy, quickly.
+/// `max_retries` retries with millisecond backoffs: the default policy's logic, quickly.
 fn quick_retries(max_retries: u32) -> RetryPolicy {
     let mut policy = RetryPolicy::default();
     policy.max_retries = max_retries;
@@ -167,7 +168,10 @@ async fn sc_8_13_5xx_plain_create_is_not_retried_conditional_create_is() {
     assert_eq!(created.status(), 201);
     let posts = server.requests_to("/fhir/Patient");
     assert_eq!(posts.len(), 3);
-    assert_eq!(posts[2].header("if-none-exist"), Some("identifier=urn:mrn|1"));
+    assert_eq!(
+        posts[2].header("if-none-exist"),
+        Some("identifier=urn:mrn|1")
+    );
 }
 
 /// SC-8.25, SC-7.11: `429` with `Retry-After: 1` is retried after at least one second.
@@ -251,12 +255,14 @@ async fn reset_mid_body_get_is_retried_then_succeeds() {
 #[tokio::test]
 async fn reset_mid_body_retries_exhausted_is_an_io_error() {
     let server = TestServer::start().await;
-    server
-        .route(Method::GET, "/fhir/Patient")
-        .reply(Reply::fhir(200, searchset(&["a"], None)).fault(Fault::ResetMidBody { after_bytes: 30 }));
+    server.route(Method::GET, "/fhir/Patient").reply(
+        Reply::fhir(200, searchset(&["a"], None)).fault(Fault::ResetMidBody { after_bytes: 30 }),
+    );
     let client = open_client(&server)
         .retry_policy(quick_retries(2))
-        .auth(StaticTokenProvider::new(AccessToken::new("tok-secret-value")))
+        .auth(StaticTokenProvider::new(AccessToken::new(
+            "tok-secret-value",
+        )))
         .build()
         .unwrap();
     let e = client
@@ -460,9 +466,9 @@ async fn p6_cross_origin_next_link_carries_no_authorization() {
     let server = TestServer::start().await;
     let other = TestServer::start().await;
     let next = format!("{}/Patient?page=2&_getpages=abc", other.fhir_base());
-    server.route(Method::GET, "/fhir/Patient").reply(
-        Reply::fhir(200, searchset(&["a", "b"], Some(&next))).require_auth(),
-    );
+    server
+        .route(Method::GET, "/fhir/Patient")
+        .reply(Reply::fhir(200, searchset(&["a", "b"], Some(&next))).require_auth());
     other
         .route(Method::GET, "/fhir/Patient")
         .reply(Reply::fhir(200, searchset(&["c"], None)));
@@ -496,9 +502,9 @@ async fn p6_cross_origin_next_link_carries_no_authorization() {
 async fn sc_8_26_token_expiring_between_pages_is_renewed_once() {
     let server = TestServer::start().await;
     let next = format!("{}/Patient?page=2", server.fhir_base());
-    server.route(Method::GET, "/fhir/Patient?_count=2").reply(
-        Reply::fhir(200, searchset(&["a", "b"], Some(&next))).require_auth(),
-    );
+    server
+        .route(Method::GET, "/fhir/Patient?_count=2")
+        .reply(Reply::fhir(200, searchset(&["a", "b"], Some(&next))).require_auth());
     server
         .route(Method::GET, "/fhir/Patient?page=2")
         .reply(Reply::fhir(200, searchset(&["c"], None)).require_auth());
@@ -625,7 +631,10 @@ async fn dropping_a_request_while_its_token_request_hangs_leaves_the_client_usab
     assert_eq!(read.body()["id"], "1");
     assert!(started.elapsed() < LOAD_TIMEOUT, "{:?}", started.elapsed());
     assert_eq!(server.token_requests(), 2);
-    assert_eq!(server.requests_to("/fhir/Patient/1")[0].bearer_token(), Some("tok-1"));
+    assert_eq!(
+        server.requests_to("/fhir/Patient/1")[0].bearer_token(),
+        Some("tok-1")
+    );
 }
 
 /// A server slower than the client's timeout: the GET times out (`Timeout`, transient), is
@@ -707,9 +716,9 @@ fn script_export(server: &TestServer, requires_token: bool) {
         .reply(protect(Reply::ndjson([patient("p1"), patient("p2")])));
     server
         .route(Method::GET, "/fhir/bulk-files/Observation.ndjson")
-        .reply(protect(Reply::ndjson((1..=3).map(|i| {
-            json!({"resourceType": "Observation", "id": format!("o{i}"), "status": "final"})
-        }))));
+        .reply(protect(Reply::ndjson((1..=3).map(
+            |i| json!({"resourceType": "Observation", "id": format!("o{i}"), "status": "final"}),
+        ))));
 }
 
 fn quick_polls() -> PollOptions {
@@ -747,8 +756,7 @@ async fn sc_7_18_token_expiring_between_file_downloads_is_renewed() {
         .await
         .unwrap();
     assert_eq!(summary.resources(FileKind::Output), 5);
-    let observations =
-        std::fs::read_to_string(dir.path().join("Observation.1.ndjson")).unwrap();
+    let observations = std::fs::read_to_string(dir.path().join("Observation.1.ndjson")).unwrap();
     assert_eq!(observations.lines().count(), 3);
 
     assert_eq!(server.token_requests(), 2);
@@ -860,16 +868,22 @@ async fn sc_7_20_truncated_gzip_and_overlong_line_are_typed_errors() {
     script_export(&server, false);
     let mut ndjson = Vec::new();
     for i in 1..=2000 {
-        writeln!(ndjson, r#"{{"resourceType":"Patient","id":"p{i}","active":true}}"#).unwrap();
+        writeln!(
+            ndjson,
+            r#"{{"resourceType":"Patient","id":"p{i}","active":true}}"#
+        )
+        .unwrap();
     }
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&ndjson).unwrap();
     let gz = gz.finish().unwrap();
-    server.route(Method::GET, "/fhir/bulk-files/Patient.ndjson").reply(
-        Reply::bytes(200, gz[..gz.len() - 20].to_vec())
-            .header("content-type", "application/fhir+ndjson")
-            .header("content-encoding", "gzip"),
-    );
+    server
+        .route(Method::GET, "/fhir/bulk-files/Patient.ndjson")
+        .reply(
+            Reply::bytes(200, gz[..gz.len() - 20].to_vec())
+                .header("content-type", "application/fhir+ndjson")
+                .header("content-encoding", "gzip"),
+        );
     server
         .route(Method::GET, "/fhir/bulk-files/Observation.ndjson")
         .reply(Reply::ndjson_generated(3, 100_000));
