@@ -13,8 +13,8 @@ use smart_fhir_discovery::SmartConfiguration;
 use smart_fhir_jwt::{Algorithm, AssertionSigner, PrivateKey};
 use smart_fhir_scopes::{ScopeDiff, ScopeSet};
 use smart_fhir_store::{
-    AccessTokenProvider, MemoryTokenStore, ProviderError, ProviderErrorKind, SharedTokenStore,
-    StoredToken, TokenStore,
+    AccessTokenProvider, Lease, MemoryTokenStore, ProviderError, ProviderErrorKind,
+    SharedTokenStore, StoredToken, TokenStore,
 };
 use tokio::sync::OnceCell;
 use url::Url;
@@ -299,6 +299,35 @@ struct Inner {
     flight: Mutex<Option<Arc<Flight>>>,
 }
 
+/// A held lease, released when the fetch is done — also when the future holding it is dropped
+/// mid-fetch (the caller gave up), so that the next caller need not wait for it to expire.
+struct LeaseGuard {
+    store: SharedTokenStore,
+    lease: Option<Lease>,
+}
+
+impl LeaseGuard {
+    async fn release(mut self) {
+        if let Some(lease) = self.lease.take() {
+            // A lease that cannot be released expires by itself.
+            let _ = self.store.release_lease(lease).await;
+        }
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let store = self.store.clone();
+                runtime.spawn(async move {
+                    let _ = store.release_lease(lease).await;
+                });
+            }
+        }
+    }
+}
+
 /// The resolved token endpoint and the signer prepared for it.
 struct Endpoint {
     url: Url,
@@ -470,12 +499,9 @@ impl Inner {
             return Ok(t);
         }
         // Cross-process single flight: the lease holder fetches; others wait for its result in
-        // the store, and fetch themselves if it does not come in time.
-        let lease = self
-            .store
-            .try_acquire_lease(&self.store_key, self.load_timeout)
-            .await
-            .map_err(OAuthError::Store)?;
+        // the store, take the lease when it is freed, and fetch themselves if neither happens in
+        // time.
+        let mut lease = self.try_lease().await?;
         if lease.is_none() {
             let deadline = self.load_timeout / 2;
             let mut waited = Duration::ZERO;
@@ -487,20 +513,35 @@ impl Inner {
                 if let Some(t) = self.usable_from_store().await? {
                     return Ok(t);
                 }
+                lease = self.try_lease().await?;
+                if lease.is_some() {
+                    break;
+                }
             }
         }
-        let result = self.fetch().await;
-        if let Some(lease) = lease {
-            // A lease that cannot be released expires by itself.
-            let _ = self.store.release_lease(lease).await;
-        }
-        let token = result?;
+        let token = self.fetch().await?;
         self.store
             .set(&self.store_key, token.clone())
             .await
             .map_err(OAuthError::Store)?;
         *self.cached.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        // Released only after the token is stored, so that the next holder finds it.
+        if let Some(lease) = lease {
+            lease.release().await;
+        }
         Ok(token)
+    }
+
+    async fn try_lease(&self) -> Result<Option<LeaseGuard>, OAuthError> {
+        let lease = self
+            .store
+            .try_acquire_lease(&self.store_key, self.load_timeout)
+            .await
+            .map_err(OAuthError::Store)?;
+        Ok(lease.map(|lease| LeaseGuard {
+            store: self.store.clone(),
+            lease: Some(lease),
+        }))
     }
 
     async fn usable_from_store(&self) -> Result<Option<StoredToken>, OAuthError> {

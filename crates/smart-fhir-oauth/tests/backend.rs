@@ -414,3 +414,36 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+/// A caller that gives up while its token request is under way does not hold up the next one:
+/// its store lease is released, not left to expire (tokio's paused clock measures the wait).
+#[tokio::test(start_paused = true)]
+async fn cancelled_fetch_releases_its_lease() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let fake = Arc::new(Fake {
+        gate: Some(gate.clone()),
+        ..Arc::into_inner(Fake::new(Fake::bearer(3600))).unwrap()
+    });
+    let backend = builder(&fake).build().unwrap();
+    let first = {
+        let b = backend.clone();
+        tokio::spawn(async move { b.access_token().await })
+    };
+    while fake.token_requests() == 0 {
+        tokio::task::yield_now().await;
+    }
+    first.abort();
+    let _ = first.await;
+    gate.add_permits(100);
+    let started = tokio::time::Instant::now();
+    let token = backend
+        .access_token()
+        .await
+        .expect("the next caller gets a token");
+    assert_eq!(token.secret(), "token-2");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "waited {:?} for a lease nobody held",
+        started.elapsed()
+    );
+}
