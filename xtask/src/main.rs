@@ -8,6 +8,8 @@
 //! * `demo`: a full Backend Services flow against the harness (the README's first command).
 //! * `deny`: `cargo deny --offline check bans licenses sources` (installs cargo-deny when missing).
 //! * `bench jwt`: client-assertion signatures per second beside `openssl speed`.
+//! * `bench http`: authenticated reads through `FhirClient` beside a raw hyper client.
+//! * `bench bulk`: a Bulk NDJSON download beside a raw body read, with peak memory.
 
 mod bench;
 mod harness;
@@ -17,7 +19,7 @@ use std::process::ExitCode;
 
 use util::{cargo, run, Result};
 
-const USAGE: &str = "usage: cargo xtask <ci|test|integration|demo|deny|bench jwt>";
+const USAGE: &str = "usage: cargo xtask <ci|test|integration|demo|deny|bench jwt|http|bulk>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,8 +1,9 @@
 //! Bulk Data download throughput and memory: a large NDJSON file read resource by resource
-//! through `BulkJob::open_file`, beside a raw hyper read of the same body
-//! (`cargo xtask bench bulk` runs it and prints the ratios).
+//! through `BulkJob::open_file`, beside a raw hyper read of the same body and beside that raw
+//! read plus a minimal line split and parse (`cargo xtask bench bulk` runs them and prints the
+//! ratios).
 //!
-//! The binary has three roles, each run as a process of its own so that each reports its own
+//! The binary has these roles, each run as a process of its own so that each reports its own
 //! peak memory:
 //!
 //! * `--serve [--lines N] [--line-len N]`: a `smart-fhir-testkit` server whose Bulk Data status
@@ -12,6 +13,10 @@
 //!   standard input closes.
 //! * `--mode raw --file-url URL`: hyper-util's legacy client reads the body frame by frame and
 //!   counts the bytes (no parsing, no line splitting).
+//! * `--mode floor --file-url URL`: the same raw read, plus the simplest hand-written line split
+//!   and `serde_json::from_slice::<serde_json::Value>` on each line: the floor for any client
+//!   that parses, against which the cost of the download path itself is measured.
+//!   `--mode floor-typed` parses each line into the light struct of `bulk-typed`.
 //! * `--mode bulk --status-url URL`: a `FhirClient` polls the status URL once for the manifest,
 //!   then reads the file with `BulkJob::open_file::<serde_json::Value>` and `next_resource`,
 //!   each line parsed into a `serde_json::Value`. `--mode bulk-typed` parses each line into a
@@ -146,6 +151,67 @@ fn raw(file_url: &str) {
     });
 }
 
+/// The floor for parsing: the raw hyper read of `raw`, plus the simplest hand-written line
+/// split (`memchr` for each `\n`, a line cut by a frame boundary joined in a carry buffer) and
+/// `serde_json::from_slice::<T>` on each line, with no bound, decoding or error reporting.
+fn floor<T: serde::de::DeserializeOwned>(file_url: &str, mode: &str) {
+    let uri: http::Uri = file_url.parse().expect("file URL");
+    runtime().block_on(async move {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        let request = Request::get(uri)
+            .header("accept", "application/fhir+ndjson")
+            .body(Empty::new())
+            .expect("request");
+        let start = Instant::now();
+        let response = client.request(request).await.expect("floor request");
+        assert!(response.status().is_success(), "{}", response.status());
+        let mut body = response.into_body();
+        let mut bytes = 0u64;
+        let mut resources = 0u64;
+        let mut carry: Vec<u8> = Vec::new();
+        let mut parse = |line: &[u8]| {
+            if !line.is_empty() {
+                let r: T = serde_json::from_slice(line).expect("a JSON line");
+                std::hint::black_box(&r);
+                resources += 1;
+            }
+        };
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.expect("floor body").into_data() else {
+                continue;
+            };
+            bytes += data.len() as u64;
+            let mut rest = &data[..];
+            if !carry.is_empty() {
+                match memchr::memchr(b'\n', rest) {
+                    Some(i) => {
+                        carry.extend_from_slice(&rest[..i]);
+                        parse(&carry);
+                        carry.clear();
+                        rest = &rest[i + 1..];
+                    }
+                    None => {
+                        carry.extend_from_slice(rest);
+                        continue;
+                    }
+                }
+            }
+            while let Some(i) = memchr::memchr(b'\n', rest) {
+                parse(&rest[..i]);
+                rest = &rest[i + 1..];
+            }
+            carry.extend_from_slice(rest);
+        }
+        parse(&carry);
+        report(mode, bytes, resources, start.elapsed());
+    });
+}
+
 /// The light typed resource of `--mode bulk-typed`: two members read, the rest skipped.
 #[derive(Deserialize)]
 struct Light {
@@ -213,12 +279,17 @@ fn main() {
     }
     match arg("--mode").as_deref() {
         Some("raw") => raw(&arg("--file-url").expect("--file-url URL")),
+        Some("floor") => floor::<Value>(&arg("--file-url").expect("--file-url URL"), "floor"),
+        Some("floor-typed") => {
+            floor::<Light>(&arg("--file-url").expect("--file-url URL"), "floor-typed")
+        }
         Some("bulk") => bulk(&arg("--status-url").expect("--status-url URL"), false),
         Some("bulk-typed") => bulk(&arg("--status-url").expect("--status-url URL"), true),
         _ => {
             eprintln!(
                 "usage: bulk --serve [--lines N] [--line-len N] | \
-                 --mode raw --file-url URL | --mode bulk|bulk-typed --status-url URL \
+                 --mode raw|floor|floor-typed --file-url URL | \
+                 --mode bulk|bulk-typed --status-url URL \
                  (cargo xtask bench bulk runs them together)"
             );
             std::process::exit(2);

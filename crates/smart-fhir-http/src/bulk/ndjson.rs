@@ -209,7 +209,7 @@ impl LineSplitter {
             let found = self
                 .buf
                 .get(from..)
-                .and_then(|rest| rest.iter().position(|&b| b == b'\n'));
+                .and_then(|rest| memchr::memchr(b'\n', rest));
             let Some(offset) = found else {
                 self.scanned = self.buf.len();
                 if self.buf.len() > self.max_line {
