@@ -236,6 +236,17 @@ impl<T> NdjsonStream<T> {
             if let Some(line) = self.lines.next_line().map_err(|e| self.too_long(e))? {
                 return Ok(Some(line));
             }
+            if !self.pending.is_empty() && self.decoder.is_identity() {
+                // Lines are cut from the received chunk itself, not copied.
+                if let Some(line) = self
+                    .lines
+                    .next_line_from(&mut self.pending)
+                    .map_err(|e| self.too_long(e))?
+                {
+                    return Ok(Some(line));
+                }
+                continue;
+            }
             if !self.pending.is_empty() {
                 let n = self
                     .decoder

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::Write;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use flate2::write::MultiGzDecoder;
 
 /// The most input handed to the gzip decoder at once; each call yields at most 32 KiB.
@@ -130,6 +130,13 @@ impl BodyDecoder {
         }
     }
 
+    /// Whether the body is known to be identity-encoded (sniffing done), so that its bytes
+    /// are the file's and lines can be cut from them directly
+    /// ([`LineSplitter::next_line_from`]).
+    pub(crate) fn is_identity(&self) -> bool {
+        matches!(self.state, DecoderState::Identity)
+    }
+
     fn decide(&mut self) {
         self.state = if self.sniffed.starts_with(&[0x1f, 0x8b]) {
             DecoderState::Gzip(Box::new(MultiGzDecoder::new(Vec::new())))
@@ -224,8 +231,48 @@ impl LineSplitter {
             self.scanned = 0;
             line.truncate(end);
             self.line = self.line.saturating_add(1);
-            if let Some(l) = self.finish_line(line)? {
+            if let Some(l) = self.finish_line(line.freeze())? {
                 return Ok(Some(l));
+            }
+        }
+    }
+
+    /// The next complete, non-blank line of identity-encoded input: the buffered lines first,
+    /// then lines cut from `chunk` itself without copying them; only a line that `chunk` does
+    /// not complete is copied into the buffer (bounded as by [`Self::next_line`]). `None` once
+    /// `chunk` is used up.
+    pub(crate) fn next_line_from(
+        &mut self,
+        chunk: &mut Bytes,
+    ) -> Result<Option<(u64, Bytes)>, LineTooLong> {
+        loop {
+            if let Some(line) = self.next_line()? {
+                return Ok(Some(line));
+            }
+            if chunk.is_empty() {
+                return Ok(None);
+            }
+            match memchr::memchr(b'\n', chunk) {
+                Some(end) if self.buf.is_empty() => {
+                    let mut line = chunk.split_to(end + 1);
+                    line.truncate(end);
+                    self.line = self.line.saturating_add(1);
+                    if let Some(l) = self.finish_line(line)? {
+                        return Ok(Some(l));
+                    }
+                }
+                Some(end) => {
+                    // The end of the buffered line: the next `next_line` returns it whole.
+                    self.buf
+                        .extend_from_slice(chunk.get(..=end).unwrap_or_default());
+                    chunk.advance(end + 1);
+                }
+                None => {
+                    let take = chunk.len().min(IDENTITY_SLICE);
+                    self.buf
+                        .extend_from_slice(chunk.get(..take).unwrap_or_default());
+                    chunk.advance(take);
+                }
             }
         }
     }
@@ -238,10 +285,10 @@ impl LineSplitter {
         let line = self.buf.split();
         self.scanned = 0;
         self.line = self.line.saturating_add(1);
-        self.finish_line(line)
+        self.finish_line(line.freeze())
     }
 
-    fn finish_line(&self, mut line: BytesMut) -> Result<Option<(u64, Bytes)>, LineTooLong> {
+    fn finish_line(&self, mut line: Bytes) -> Result<Option<(u64, Bytes)>, LineTooLong> {
         if line.last() == Some(&b'\r') {
             line.truncate(line.len() - 1);
         }
@@ -250,12 +297,12 @@ impl LineSplitter {
         }
         if self.line == 1 && line.starts_with(b"\xEF\xBB\xBF") {
             // A UTF-8 byte order mark some writers put at the start of a file.
-            let _ = line.split_to(3);
+            line.advance(3);
         }
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(None);
         }
-        Ok(Some((self.line, line.freeze())))
+        Ok(Some((self.line, line)))
     }
 }
 
@@ -312,6 +359,87 @@ mod tests {
         let mut s = LineSplitter::new(8);
         s.buffer_mut().extend_from_slice(b"0123456789");
         assert_eq!(s.next_line(), Err(LineTooLong { line: 1 }));
+    }
+
+    /// Every line of `input` fed in chunks of `step` through `next_line_from`, then `finish`.
+    fn lines_from(
+        input: &[u8],
+        step: usize,
+        max: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, LineTooLong> {
+        let mut s = LineSplitter::new(max);
+        let mut out = Vec::new();
+        for piece in input.chunks(step) {
+            let mut chunk = Bytes::copy_from_slice(piece);
+            while let Some((n, l)) = s.next_line_from(&mut chunk)? {
+                out.push((n, l.to_vec()));
+            }
+            assert!(chunk.is_empty());
+        }
+        if let Some((n, l)) = s.finish()? {
+            out.push((n, l.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// SC-7.21: cutting lines from the chunks gives the lines and numbers of the buffered
+    /// path, whatever the chunk boundaries (CRLF cut in two, blank lines, BOM, no final newline).
+    #[test]
+    fn sc_7_21_lines_from_chunks_match_the_buffered_split() {
+        let input = b"\xEF\xBB\xBF{\"a\":1}\r\n\r\n  \n{\"b\":22}\n\n{\"c\":333}\r\n{\"d\":4}";
+        let mut s = LineSplitter::new(100);
+        s.buffer_mut().extend_from_slice(input);
+        let mut expected: Vec<(u64, Vec<u8>)> = Vec::new();
+        while let Some((n, l)) = s.next_line().unwrap() {
+            expected.push((n, l.to_vec()));
+        }
+        let (n, l) = s.finish().unwrap().unwrap();
+        expected.push((n, l.to_vec()));
+        assert_eq!(expected.len(), 4);
+        assert_eq!(expected[0], (1, b"{\"a\":1}".to_vec()));
+        assert_eq!(expected[3], (7, b"{\"d\":4}".to_vec()));
+        for step in 1..=input.len() {
+            assert_eq!(
+                lines_from(input, step, 100).unwrap(),
+                expected,
+                "step {step}"
+            );
+        }
+    }
+
+    /// P15: a line over the bound fails on the direct path too, whether it sits inside one
+    /// chunk, spans chunks, or never ends.
+    #[test]
+    fn p15_over_long_line_fails_when_cut_from_chunks() {
+        let input = b"{}\n0123456789\n{}\n";
+        for step in [1, 3, 5, input.len()] {
+            assert_eq!(
+                lines_from(input, step, 8),
+                Err(LineTooLong { line: 2 }),
+                "step {step}"
+            );
+        }
+        let endless = vec![b'x'; 3 * IDENTITY_SLICE];
+        for step in [7, IDENTITY_SLICE + 1, endless.len()] {
+            assert_eq!(
+                lines_from(&endless, step, IDENTITY_SLICE),
+                Err(LineTooLong { line: 1 }),
+                "step {step}"
+            );
+        }
+    }
+
+    /// A line inside one chunk is handed out as part of that chunk, not a copy.
+    #[test]
+    fn lines_inside_a_chunk_are_not_copied() {
+        let mut s = LineSplitter::new(100);
+        let mut chunk = Bytes::from_static(b"{\"a\":1}\n{\"b\":2}\n");
+        let start = chunk.as_ptr();
+        let (_, first) = s.next_line_from(&mut chunk).unwrap().unwrap();
+        let (_, second) = s.next_line_from(&mut chunk).unwrap().unwrap();
+        assert_eq!(first.as_ptr(), start);
+        assert_eq!(second.as_ptr(), start.wrapping_add(8));
+        assert!(s.next_line_from(&mut chunk).unwrap().is_none());
     }
 
     fn gzip(data: &[u8]) -> Vec<u8> {
