@@ -431,6 +431,16 @@ impl fmt::Debug for HyperHttpClient {
     }
 }
 
+/// Per-request limits given beside the request instead of as its extensions (which cost an
+/// allocation each).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Limits {
+    /// As a [`MaxResponseBytes`] extension.
+    pub(crate) max_response_bytes: Option<usize>,
+    /// As a [`RequestTimeout`] extension.
+    pub(crate) timeout: Option<Duration>,
+}
+
 /// What one exchange needs besides the request.
 #[derive(Debug)]
 struct Exchange {
@@ -485,6 +495,16 @@ impl HyperHttpClient {
         &self,
         request: Request<Bytes>,
     ) -> Result<(Request<Full<Bytes>>, Exchange), HttpError> {
+        self.prepare_with(request, Limits::default())
+    }
+
+    /// [`HyperHttpClient::prepare`], with limits that take the place of the request's
+    /// extensions.
+    fn prepare_with(
+        &self,
+        request: Request<Bytes>,
+        limits: Limits,
+    ) -> Result<(Request<Full<Bytes>>, Exchange), HttpError> {
         let origin = origin_of(request.uri());
         check_uri(request.uri(), self.settings.insecure_http)
             .map_err(|msg| HttpError::new(HttpErrorKind::InvalidRequest, &origin, msg))?;
@@ -495,11 +515,13 @@ impl HyperHttpClient {
                 "the CONNECT method is not supported",
             ));
         }
-        let timeout = request
-            .extensions()
-            .get::<RequestTimeout>()
-            .map_or(self.settings.request_timeout, |t| t.0);
-        let max_response_bytes = request.extensions().get::<MaxResponseBytes>().map(|m| m.0);
+        let timeout = limits
+            .timeout
+            .or_else(|| request.extensions().get::<RequestTimeout>().map(|t| t.0))
+            .unwrap_or(self.settings.request_timeout);
+        let max_response_bytes = limits
+            .max_response_bytes
+            .or_else(|| request.extensions().get::<MaxResponseBytes>().map(|m| m.0));
 
         let (mut parts, body) = request.into_parts();
         // ALPN chooses between HTTP/1.1 and HTTP/2; a request asking for a version the
@@ -528,7 +550,17 @@ impl HyperHttpClient {
     }
 
     async fn exchange(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let (request, exchange) = self.prepare(request)?;
+        self.exchange_with(request, Limits::default()).await
+    }
+
+    /// [`HttpClient::execute`] without the trait's boxed future, `limits` taking the place of
+    /// the [`MaxResponseBytes`] and [`RequestTimeout`] extensions.
+    pub(crate) async fn exchange_with(
+        &self,
+        request: Request<Bytes>,
+        limits: Limits,
+    ) -> Result<Response<Bytes>, HttpError> {
+        let (request, exchange) = self.prepare_with(request, limits)?;
         #[cfg(feature = "tracing")]
         let method = request.method().clone();
         let limit = exchange
@@ -732,6 +764,17 @@ fn origin_of(uri: &Uri) -> Uri {
     let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
         return Uri::default();
     };
+    // The common case, an authority that is `host` or `host:port` already, shares the request
+    // URI's bytes instead of formatting and parsing a new one.
+    if split_plain_authority(authority.as_str()).is_some() {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(scheme.clone());
+        parts.authority = Some(authority.clone());
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        if let Ok(origin) = Uri::from_parts(parts) {
+            return origin;
+        }
+    }
     let host_port = match authority.port() {
         Some(port) => format!("{}:{port}", authority.host()),
         None => authority.host().to_owned(),
@@ -742,6 +785,40 @@ fn origin_of(uri: &Uri) -> Uri {
         .path_and_query("/")
         .build()
         .unwrap_or_default()
+}
+
+/// `host` and the port of an authority written `host` or `host:port` (a port of 1 to 5 digits
+/// below 65536); `None` for any other (user information, an empty or invalid port). The host is
+/// the one [`http::uri::Authority::host`] reads.
+pub(crate) fn split_plain_authority(authority: &str) -> Option<(&str, Option<u16>)> {
+    // One pass over the (short) authority: no `@`, and where the host ends.
+    let bracketed = authority.starts_with('[');
+    let mut host_end = None;
+    for (i, b) in authority.bytes().enumerate() {
+        match b {
+            b'@' => return None,
+            b']' if bracketed && host_end.is_none() => host_end = Some(i + 1),
+            b':' if !bracketed && host_end.is_none() => host_end = Some(i),
+            _ => {}
+        }
+    }
+    let host_end = match host_end {
+        Some(end) => end,
+        None if bracketed => return None,
+        None => authority.len(),
+    };
+    let (host, rest) = authority.split_at_checked(host_end)?;
+    if host.is_empty() {
+        return None;
+    }
+    if rest.is_empty() {
+        return Some((host, None));
+    }
+    let digits = rest.strip_prefix(':')?;
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((host, Some(digits.parse().ok()?)))
 }
 
 /// Which URIs may be sent: `https://`, and `http://` to a loopback host with the opt-in (P7).
@@ -773,6 +850,21 @@ fn check_uri(uri: &Uri, insecure: InsecureHttp) -> Result<(), &'static str> {
 }
 
 fn host_is_loopback(host: &str) -> bool {
+    // The usual spellings first, without the URL host parser (IDNA processing): a dotted-quad
+    // IPv4 address, a bracketed IPv6 address, `localhost`. They read the same in both.
+    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+        return ip.is_loopback();
+    }
+    if let Some(ip) = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .and_then(|h| h.parse::<std::net::Ipv6Addr>().ok())
+    {
+        return is_loopback_host(&url::Host::Ipv6(ip));
+    }
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
     match url::Host::parse(host) {
         Ok(url::Host::Domain(d)) => is_loopback_host(&url::Host::Domain(d.as_str())),
         Ok(url::Host::Ipv4(ip)) => is_loopback_host(&url::Host::Ipv4(ip)),
@@ -1191,6 +1283,43 @@ mod tests {
         assert_eq!(ex.timeout, Duration::from_millis(5));
         assert_eq!(ex.max_response_bytes, Some(7));
         assert_eq!(sent.version(), Version::HTTP_11);
+    }
+
+    #[test]
+    fn plain_authority_split() {
+        assert_eq!(
+            split_plain_authority("h.example"),
+            Some(("h.example", None))
+        );
+        assert_eq!(
+            split_plain_authority("h.example:8443"),
+            Some(("h.example", Some(8443)))
+        );
+        assert_eq!(split_plain_authority("[::1]:9"), Some(("[::1]", Some(9))));
+        assert_eq!(split_plain_authority("[::1]"), Some(("[::1]", None)));
+        for refused in [
+            "u@h", "u:p@h:1", "h:", "h:99999", "h:123456", "h:+1", "[::1", "",
+        ] {
+            assert_eq!(split_plain_authority(refused), None, "{refused}");
+        }
+    }
+
+    /// P7: the fast spellings agree with the URL host parser.
+    #[test]
+    fn p7_loopback_hosts() {
+        for host in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "[::1]",
+            "localhost",
+            "LocalHost",
+            "0x7f.1",
+        ] {
+            assert!(host_is_loopback(host), "{host}");
+        }
+        for host in ["10.0.0.1", "[::2]", "localhost.evil", "ehr.example"] {
+            assert!(!host_is_loopback(host), "{host}");
+        }
     }
 
     #[test]

@@ -8,13 +8,14 @@ mod paging;
 mod response;
 mod retry;
 
+use std::any::Any;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{Method, StatusCode};
+use http::{Method, StatusCode, Uri};
 use serde::de::DeserializeOwned;
 use smart_fhir_core::{
     AccessToken, Clock, FhirBaseUrl, HttpClient, HttpError, MaxResponseBytes, RequestTimeout,
@@ -32,6 +33,7 @@ pub use paging::{bundle_entries, BundleEntry, Entries, Pages, Resources};
 pub use response::FhirResponse;
 pub use retry::{retry_after, RetryPolicy};
 
+use crate::transport::{split_plain_authority, Limits};
 use crate::HyperHttpClient;
 
 /// The default bound on a response body read whole (search pages and resources).
@@ -136,6 +138,8 @@ impl RequestOptions {
 pub struct FhirClientBuilder {
     base: FhirBaseUrl,
     http: Option<SharedHttpClient>,
+    /// The transport when it is this crate's own, called without dynamic dispatch.
+    hyper: Option<HyperHttpClient>,
     auth: Option<SharedAccessTokenProvider>,
     version: FhirVersion,
     prefer: Option<String>,
@@ -149,12 +153,16 @@ pub struct FhirClientBuilder {
 impl FhirClientBuilder {
     /// The transport (default: a [`HyperHttpClient`] with the base URL's insecure-HTTP policy).
     pub fn http_client(mut self, http: impl HttpClient + 'static) -> Self {
+        self.hyper = (&http as &dyn Any)
+            .downcast_ref::<HyperHttpClient>()
+            .cloned();
         self.http = Some(SharedHttpClient::new(http));
         self
     }
 
     /// The transport, already shared.
     pub fn shared_http_client(mut self, http: SharedHttpClient) -> Self {
+        self.hyper = None;
         self.http = Some(http);
         self
     }
@@ -217,14 +225,15 @@ impl FhirClientBuilder {
 
     /// Builds the client.
     pub fn build(self) -> Result<FhirClient, FhirError> {
-        let http = match self.http {
-            Some(h) => h,
-            None => SharedHttpClient::new(
-                HyperHttpClient::builder()
+        let (http, hyper) = match self.http {
+            Some(h) => (h, self.hyper),
+            None => {
+                let hyper = HyperHttpClient::builder()
                     .insecure_http(self.base.insecure_http())
                     .build()
-                    .map_err(|e| FhirError::Config(e.to_string()))?,
-            ),
+                    .map_err(|e| FhirError::Config(e.to_string()))?;
+                (SharedHttpClient::new(hyper.clone()), Some(hyper))
+            }
         };
         let accept = HeaderValue::from_static(self.version.media_type());
         let prefer = match self.prefer {
@@ -236,9 +245,12 @@ impl FhirClientBuilder {
         };
         Ok(FhirClient {
             inner: Arc::new(Inner {
+                origin: BaseOrigin::of(&self.base),
                 base: self.base,
                 http,
+                hyper,
                 auth: self.auth,
+                bearer: BearerCache::default(),
                 version: self.version,
                 accept,
                 prefer,
@@ -263,8 +275,14 @@ pub struct FhirClient {
 #[derive(Debug)]
 struct Inner {
     base: FhirBaseUrl,
+    /// The base's origin, to check request URIs against without parsing them (P6).
+    origin: BaseOrigin,
     http: SharedHttpClient,
+    /// `http` itself when it is a [`HyperHttpClient`]: called directly, without boxed futures.
+    hyper: Option<HyperHttpClient>,
     auth: Option<SharedAccessTokenProvider>,
+    /// The `Authorization` value for the token the provider returned last.
+    bearer: BearerCache,
     version: FhirVersion,
     accept: HeaderValue,
     prefer: Option<HeaderValue>,
@@ -281,6 +299,7 @@ impl FhirClient {
         FhirClientBuilder {
             base,
             http: None,
+            hyper: None,
             auth: None,
             version: FhirVersion::default(),
             prefer: None,
@@ -320,15 +339,28 @@ impl FhirClient {
         url: &Url,
         body: Option<Bytes>,
     ) -> Result<http::Request<Bytes>, FhirError> {
-        let mut b = http::Request::builder()
-            .method(method)
-            .uri(url.as_str())
-            .header(ACCEPT, self.inner.accept.clone());
-        if body.is_some() {
-            b = b.header(CONTENT_TYPE, self.inner.accept.clone());
+        let uri = Uri::try_from(url.as_str())
+            .map_err(|e| FhirError::InvalidRequest(format!("cannot build the request: {e}")))?;
+        Ok(self.request_to(method, uri, body))
+    }
+
+    /// As [`FhirClient::request`], to a URI already built.
+    pub(crate) fn request_to(
+        &self,
+        method: Method,
+        uri: Uri,
+        body: Option<Bytes>,
+    ) -> http::Request<Bytes> {
+        let has_body = body.is_some();
+        let mut request = http::Request::new(body.unwrap_or_default());
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.insert(ACCEPT, self.inner.accept.clone());
+        if has_body {
+            headers.insert(CONTENT_TYPE, self.inner.accept.clone());
         }
-        b.body(body.unwrap_or_default())
-            .map_err(|e| FhirError::InvalidRequest(format!("cannot build the request: {e}")))
+        request
     }
 
     /// The default `Prefer` header, if configured.
@@ -349,8 +381,34 @@ impl FhirClient {
         request: http::Request<Bytes>,
         options: &RequestOptions,
     ) -> Result<http::Response<Bytes>, FhirError> {
-        let http = &self.inner.http;
-        self.send_with(request, options, |r| http.execute(r)).await
+        let line = RequestLine::new(request.method(), request.uri());
+        self.send_line(request, options, &line).await
+    }
+
+    /// As [`FhirClient::send`], with the request line already taken.
+    pub(crate) async fn send_line(
+        &self,
+        request: http::Request<Bytes>,
+        options: &RequestOptions,
+        line: &RequestLine,
+    ) -> Result<http::Response<Bytes>, FhirError> {
+        match &self.inner.hyper {
+            Some(hyper) => {
+                let limits = Limits {
+                    max_response_bytes: Some(self.max_response_bytes(options)),
+                    timeout: self.timeout(options),
+                };
+                self.send_with(request, options, line, false, |r| {
+                    hyper.exchange_with(r, limits)
+                })
+                .await
+            }
+            None => {
+                let http = &self.inner.http;
+                self.send_with(request, options, line, true, |r| http.execute(r))
+                    .await
+            }
+        }
     }
 
     /// As [`FhirClient::send`], but the body is read chunk by chunk (large downloads).
@@ -359,8 +417,9 @@ impl FhirClient {
         request: http::Request<Bytes>,
         options: &RequestOptions,
     ) -> Result<http::Response<StreamingBody>, FhirError> {
+        let line = RequestLine::new(request.method(), request.uri());
         let http = &self.inner.http;
-        self.send_with(request, options, |r| http.execute_streaming(r))
+        self.send_with(request, options, &line, true, |r| http.execute_streaming(r))
             .await
     }
 
@@ -372,12 +431,26 @@ impl FhirClient {
         options: &RequestOptions,
     ) -> Result<http::Response<Bytes>, FhirError> {
         let line = RequestLine::new(request.method(), request.uri());
-        let response = self.send(request, options).await?;
+        self.send_checked_line(request, options, &line).await
+    }
+
+    /// As [`FhirClient::send_checked`], with the request line already taken.
+    pub(crate) async fn send_checked_line(
+        &self,
+        request: http::Request<Bytes>,
+        options: &RequestOptions,
+        line: &RequestLine,
+    ) -> Result<http::Response<Bytes>, FhirError> {
+        let response = self.send_line(request, options, line).await?;
         let status = response.status();
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             Ok(response)
         } else {
-            Err(FhirError::from_response(line, status, response.body()))
+            Err(FhirError::from_response(
+                line.clone(),
+                status,
+                response.body(),
+            ))
         }
     }
 
@@ -393,29 +466,22 @@ impl FhirClient {
         &self,
         request: http::Request<Bytes>,
         options: &RequestOptions,
+        line: &RequestLine,
+        with_extensions: bool,
         exec: F,
     ) -> Result<http::Response<B>, FhirError>
     where
         F: Fn(http::Request<Bytes>) -> Fut,
         Fut: Future<Output = Result<http::Response<B>, HttpError>>,
     {
-        let line = RequestLine::new(request.method(), request.uri());
         let (mut parts, body) = request.into_parts();
-        let url = Url::parse(&parts.uri.to_string())
-            .map_err(|e| FhirError::InvalidRequest(format!("{line}: not an absolute URL: {e}")))?;
-        let same_origin = self.inner.base.same_origin(&url);
+        let same_origin = self.same_origin(&parts.uri, line)?;
         if !same_origin {
             // Never hand credentials to another origin (P6, SC-3.11).
             parts.headers.remove(AUTHORIZATION);
         }
-        parts.extensions.insert(MaxResponseBytes(
-            options
-                .max_response_bytes
-                .unwrap_or(self.inner.max_response_bytes),
-        ));
-        if let Some(t) = options.timeout.or(self.inner.timeout) {
-            parts.extensions.insert(RequestTimeout(t));
-        }
+        let max_response_bytes = MaxResponseBytes(self.max_response_bytes(options));
+        let timeout = self.timeout(options).map(RequestTimeout);
         let provider = match (options.auth, same_origin) {
             (AuthMode::Default, true) => self.inner.auth.as_ref(),
             _ => None,
@@ -435,7 +501,25 @@ impl FhirClient {
                 })?),
                 None => None,
             };
-            let request = build(&parts, body.clone(), token.as_ref(), &line)?;
+            let authorization = match &token {
+                Some(t) => Some(self.inner.bearer.header_for(t).ok_or_else(|| {
+                    FhirError::InvalidRequest(format!(
+                        "{line}: the access token is not a valid header value"
+                    ))
+                })?),
+                None => None,
+            };
+            let mut request = http::Request::from_parts(parts.clone(), body.clone());
+            if let Some(v) = authorization {
+                request.headers_mut().insert(AUTHORIZATION, v);
+            }
+            if with_extensions {
+                let extensions = request.extensions_mut();
+                extensions.insert(max_response_bytes);
+                if let Some(t) = timeout {
+                    extensions.insert(t);
+                }
+            }
             let response = match exec(request).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -445,7 +529,7 @@ impl FhirClient {
                         continue;
                     }
                     return Err(FhirError::Http {
-                        request: line,
+                        request: line.clone(),
                         source: Box::new(e),
                     });
                 }
@@ -473,6 +557,30 @@ impl FhirClient {
         }
     }
 
+    /// The body bound for a request.
+    fn max_response_bytes(&self, options: &RequestOptions) -> usize {
+        options
+            .max_response_bytes
+            .unwrap_or(self.inner.max_response_bytes)
+    }
+
+    /// The timeout for a request, if other than the transport's.
+    fn timeout(&self, options: &RequestOptions) -> Option<Duration> {
+        options.timeout.or(self.inner.timeout)
+    }
+
+    /// Whether `uri` has the base's origin. A URI written as the base writes its origin is
+    /// answered without parsing; any other is parsed as a URL and compared as before (an
+    /// unusual spelling of the same origin, a relative URI: an error).
+    fn same_origin(&self, uri: &Uri, line: &RequestLine) -> Result<bool, FhirError> {
+        if self.inner.origin.matches(uri) {
+            return Ok(true);
+        }
+        let url = Url::parse(&uri.to_string())
+            .map_err(|e| FhirError::InvalidRequest(format!("{line}: not an absolute URL: {e}")))?;
+        Ok(self.inner.base.same_origin(&url))
+    }
+
     fn should_renew(&self, status: StatusCode, headers: &http::HeaderMap) -> bool {
         match status {
             StatusCode::UNAUTHORIZED => true,
@@ -485,33 +593,100 @@ impl FhirClient {
     }
 }
 
-fn build(
-    parts: &http::request::Parts,
-    body: Bytes,
-    token: Option<&AccessToken>,
-    line: &RequestLine,
-) -> Result<http::Request<Bytes>, FhirError> {
-    let mut b = http::Request::builder()
-        .method(parts.method.clone())
-        .uri(parts.uri.clone())
-        .version(parts.version);
-    if let Some(h) = b.headers_mut() {
-        *h = parts.headers.clone();
-        if let Some(t) = token {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", t.secret())).map_err(|_| {
-                FhirError::InvalidRequest(format!(
-                    "{line}: the access token is not a valid header value"
-                ))
-            })?;
-            v.set_sensitive(true);
-            h.insert(AUTHORIZATION, v);
+/// The scheme, host and port of the FHIR base as its URL serializes them, for
+/// [`BaseOrigin::matches`].
+#[derive(Debug, Clone)]
+struct BaseOrigin {
+    scheme: String,
+    /// The host as serialized (IPv6 in brackets), lower case.
+    host: String,
+    /// The port, explicit or the scheme's default.
+    port: Option<u16>,
+}
+
+impl BaseOrigin {
+    fn of(base: &FhirBaseUrl) -> Self {
+        let url = base.url();
+        Self {
+            scheme: url.scheme().to_owned(),
+            host: url.host_str().unwrap_or_default().to_owned(),
+            port: url.port_or_known_default(),
         }
     }
-    let mut request = b
-        .body(body)
-        .map_err(|e| FhirError::InvalidRequest(format!("{line}: {e}")))?;
-    *request.extensions_mut() = parts.extensions.clone();
-    Ok(request)
+
+    /// Whether `uri` certainly has this origin: the same scheme, the same host (ASCII case
+    /// aside) and the same port (given in digits, or the scheme's default), and nothing else in
+    /// its authority. `false` means "not certain" (the caller then compares parsed URLs).
+    fn matches(&self, uri: &Uri) -> bool {
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return false;
+        };
+        let Some((host, port)) = split_plain_authority(authority.as_str()) else {
+            return false;
+        };
+        !self.host.is_empty()
+            && scheme.eq_ignore_ascii_case(&self.scheme)
+            && host.eq_ignore_ascii_case(&self.host)
+            && port
+                .or_else(|| default_port(scheme))
+                .is_some_and(|p| Some(p) == self.port)
+    }
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    if scheme.eq_ignore_ascii_case("https") {
+        Some(443)
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Some(80)
+    } else {
+        None
+    }
+}
+
+/// The `Authorization: Bearer …` value (marked sensitive) of the token the provider returned
+/// last, so that a cached token is not formatted and validated again on every request.
+#[derive(Default)]
+struct BearerCache(Mutex<Option<HeaderValue>>);
+
+impl std::fmt::Debug for BearerCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerCache([redacted])")
+    }
+}
+
+impl BearerCache {
+    const PREFIX: &'static [u8] = b"Bearer ";
+
+    /// The header value for `token`: the cached one when it was built from the same token, else a
+    /// new one (which replaces it). `None` when the token cannot be a header value.
+    fn header_for(&self, token: &AccessToken) -> Option<HeaderValue> {
+        let secret = token.secret().as_bytes();
+        {
+            let cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(value) = cached.as_ref() {
+                if value
+                    .as_bytes()
+                    .strip_prefix(Self::PREFIX)
+                    .is_some_and(|t| same_bytes(t, secret))
+                {
+                    return Some(value.clone());
+                }
+            }
+        }
+        let mut bytes = Vec::with_capacity(Self::PREFIX.len() + secret.len());
+        bytes.extend_from_slice(Self::PREFIX);
+        bytes.extend_from_slice(secret);
+        let mut value = HeaderValue::from_maybe_shared(Bytes::from(bytes)).ok()?;
+        value.set_sensitive(true);
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(value.clone());
+        Some(value)
+    }
+}
+
+/// Whether `a` and `b` are equal, reading every byte (no exit at the first difference): the
+/// token from the provider is compared with the cached one this way, not with `==`.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A serde error described without quoting the input (a FHIR body can carry patient data).
@@ -545,4 +720,89 @@ fn strip_quoted(msg: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use smart_fhir_core::InsecureHttp;
+
+    use super::*;
+
+    fn base(s: &str) -> FhirBaseUrl {
+        FhirBaseUrl::parse_with(s, InsecureHttp::AllowLoopback).unwrap()
+    }
+
+    /// P6: the check without parsing never says "same origin" where the URL comparison would not.
+    #[test]
+    fn p6_origin_fast_path_agrees_with_url_origin() {
+        let bases = [
+            "https://ehr.example/fhir",
+            "https://ehr.example:8443/fhir",
+            "http://127.0.0.1:8080/fhir",
+            "http://[::1]:9/r4",
+            "https://EHR.Example",
+        ];
+        let uris = [
+            "https://ehr.example/fhir/Patient/1",
+            "https://EHR.EXAMPLE/fhir/Patient/1",
+            "https://ehr.example:443/fhir",
+            "https://ehr.example:8443/fhir",
+            "https://ehr.example:08443/x",
+            "https://ehr.example:99999/x",
+            "https://u@ehr.example/fhir",
+            "https://ehr.example.evil/fhir",
+            "https://ehr.exampl/fhir",
+            "http://ehr.example/fhir",
+            "http://127.0.0.1:8080/fhir/Patient/1",
+            "http://127.0.0.1/fhir",
+            "http://[::1]:9/r4/Patient/1",
+            "http://[::1]/r4",
+        ];
+        for b in bases {
+            let base = base(b);
+            let origin = BaseOrigin::of(&base);
+            for u in uris {
+                let uri: Uri = u.parse().unwrap();
+                let by_url = Url::parse(u).is_ok_and(|url| base.same_origin(&url));
+                if origin.matches(&uri) {
+                    assert!(by_url, "{b} vs {u}");
+                }
+            }
+        }
+        let origin = BaseOrigin::of(&base("https://ehr.example:8443/fhir"));
+        assert!(origin.matches(&"https://EHR.example:8443/fhir/Patient/1".parse().unwrap()));
+        assert!(!origin.matches(&"https://ehr.example/fhir".parse().unwrap()));
+        assert!(!origin.matches(&"https://u@ehr.example:8443/fhir".parse().unwrap()));
+        assert!(!origin.matches(&"/fhir/Patient/1".parse().unwrap()));
+    }
+
+    /// SC-8.26: a renewed token gives a new header value; the same token reuses the cached one.
+    #[test]
+    fn sc_8_26_bearer_cache_follows_the_token() {
+        let cache = BearerCache::default();
+        let a = cache.header_for(&AccessToken::new("token-a")).unwrap();
+        assert_eq!(a, "Bearer token-a");
+        assert!(a.is_sensitive());
+        assert_eq!(
+            cache.header_for(&AccessToken::new("token-a")).unwrap(),
+            "Bearer token-a"
+        );
+        let b = cache.header_for(&AccessToken::new("token-b")).unwrap();
+        assert_eq!(b, "Bearer token-b");
+        assert!(b.is_sensitive());
+        assert_eq!(
+            cache.header_for(&AccessToken::new("token-")).unwrap(),
+            "Bearer token-"
+        );
+        assert!(cache.header_for(&AccessToken::new("bad\ntoken")).is_none());
+        assert!(!format!("{cache:?}").contains("token"));
+    }
+
+    #[test]
+    fn same_bytes_compares_whole_slices() {
+        assert!(same_bytes(b"abc", b"abc"));
+        assert!(!same_bytes(b"abc", b"abd"));
+        assert!(!same_bytes(b"abc", b"ab"));
+        assert!(same_bytes(b"", b""));
+    }
 }

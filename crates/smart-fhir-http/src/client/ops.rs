@@ -19,7 +19,8 @@ use url::Url;
 use super::error::printable;
 use super::response::{etag_for_version, version_from_etag};
 use super::{
-    FhirClient, FhirError, FhirResponse, Inner, OperationOutcome, RequestLine, RequestOptions,
+    BearerCache, FhirClient, FhirError, FhirResponse, Inner, OperationOutcome, RequestLine,
+    RequestOptions,
 };
 
 /// `If-None-Exist` (conditional create, SC-8.14).
@@ -398,19 +399,16 @@ fn set_header(
 }
 
 /// A missing body where one is required is a decoding error.
-fn required<T>(
-    line: &RequestLine,
-    r: FhirResponse<Option<T>>,
-) -> Result<FhirResponse<T>, FhirError> {
-    let status = r.status();
-    let headers = r.headers().clone();
-    match r.into_body() {
-        Some(body) => Ok(FhirResponse::new(status, headers, body)),
-        None => Err(FhirError::Decode {
-            request: line.clone(),
-            reason: format!("HTTP {status} with no body where a resource was expected"),
-        }),
+fn missing_body(line: &RequestLine, status: StatusCode) -> FhirError {
+    FhirError::Decode {
+        request: line.clone(),
+        reason: format!("HTTP {status} with no body where a resource was expected"),
     }
+}
+
+/// Whether a URL would resolve `segment` as `.` or `..`.
+fn is_dot_segment(segment: &str) -> bool {
+    segment == "." || segment == ".."
 }
 
 fn is_blank(body: &[u8]) -> bool {
@@ -441,8 +439,11 @@ impl FhirClient {
         Ok(FhirClient {
             inner: Arc::new(Inner {
                 base: i.base.clone(),
+                origin: i.origin.clone(),
                 http: i.http.clone(),
+                hyper: i.hyper.clone(),
                 auth: i.auth.clone(),
+                bearer: BearerCache::default(),
                 version: i.version,
                 accept: i.accept.clone(),
                 prefer,
@@ -463,7 +464,18 @@ impl FhirClient {
         options: &RequestOptions,
     ) -> Result<FhirResponse<Option<T>>, FhirError> {
         let line = RequestLine::new(request.method(), request.uri());
-        let response = self.send_checked(request, options).await?;
+        let (parts, body) = self.send_decoded_parts(request, options, &line).await?;
+        Ok(FhirResponse::new(parts.status, parts.headers, body))
+    }
+
+    /// [`FhirClient::send_decoded`] as the response head and the decoded body.
+    async fn send_decoded_parts<T: DeserializeOwned>(
+        &self,
+        request: http::Request<Bytes>,
+        options: &RequestOptions,
+        line: &RequestLine,
+    ) -> Result<(http::response::Parts, Option<T>), FhirError> {
+        let response = self.send_checked_line(request, options, line).await?;
         let (parts, body) = response.into_parts();
         let body = if parts.status == StatusCode::NO_CONTENT
             || parts.status == StatusCode::NOT_MODIFIED
@@ -471,9 +483,9 @@ impl FhirClient {
         {
             None
         } else {
-            Some(Self::decode::<T>(&line, &body)?)
+            Some(Self::decode::<T>(line, &body)?)
         };
-        Ok(FhirResponse::new(parts.status, parts.headers, body))
+        Ok((parts, body))
     }
 
     async fn fetch<T: DeserializeOwned>(
@@ -482,8 +494,34 @@ impl FhirClient {
         options: &RequestOptions,
     ) -> Result<FhirResponse<T>, FhirError> {
         let line = RequestLine::new(request.method(), request.uri());
-        let r = self.send_decoded(request, options).await?;
-        required(&line, r)
+        let (parts, body) = self.send_decoded_parts(request, options, &line).await?;
+        match body {
+            Some(body) => Ok(FhirResponse::new(parts.status, parts.headers, body)),
+            None => Err(missing_body(&line, parts.status)),
+        }
+    }
+
+    /// `GET [base]/[segments joined by /]`, where every segment is a checked resource type, id
+    /// or literal. Those hold unreserved characters only, so appending them to the base's
+    /// serialization gives the URL [`FhirClient::url`] would: the URI is built from that string
+    /// without a URL parse. A dot segment (`.`, `..`), which a URL resolves, and a base with a
+    /// fragment take the general path.
+    fn path_get_request(&self, segments: &[&str]) -> Result<http::Request<Bytes>, FhirError> {
+        let base = self.base();
+        if base.url().fragment().is_none() && !segments.iter().any(|s| is_dot_segment(s)) {
+            let base = base.as_str();
+            let len = base.len() + segments.iter().map(|s| s.len() + 1).sum::<usize>();
+            let mut uri = String::with_capacity(len);
+            uri.push_str(base);
+            for segment in segments {
+                uri.push('/');
+                uri.push_str(segment);
+            }
+            if let Ok(uri) = http::Uri::try_from(uri) {
+                return Ok(self.request_to(Method::GET, uri, None));
+            }
+        }
+        self.get_request(&segments.join("/"), &[])
     }
 
     /// `[base]/relative`, or the base itself (no trailing slash) for an empty `relative`: a
@@ -558,12 +596,8 @@ impl FhirClient {
         resource_type: &str,
         id: &str,
     ) -> Result<FhirResponse<T>, FhirError> {
-        let path = format!(
-            "{}/{}",
-            check_type(resource_type)?,
-            check_id("resource id", id)?
-        );
-        let request = self.get_request(&path, &[])?;
+        let request =
+            self.path_get_request(&[check_type(resource_type)?, check_id("resource id", id)?])?;
         self.fetch(request, &RequestOptions::default()).await
     }
 
@@ -576,12 +610,8 @@ impl FhirClient {
         id: &str,
         version: &str,
     ) -> Result<FhirResponse<Option<T>>, FhirError> {
-        let path = format!(
-            "{}/{}",
-            check_type(resource_type)?,
-            check_id("resource id", id)?
-        );
-        let mut request = self.get_request(&path, &[])?;
+        let mut request =
+            self.path_get_request(&[check_type(resource_type)?, check_id("resource id", id)?])?;
         let etag = etag_header(version)?;
         request.headers_mut().insert(IF_NONE_MATCH, etag);
         self.send_decoded(request, &RequestOptions::default()).await
@@ -594,13 +624,12 @@ impl FhirClient {
         id: &str,
         version_id: &str,
     ) -> Result<FhirResponse<T>, FhirError> {
-        let path = format!(
-            "{}/{}/_history/{}",
+        let request = self.path_get_request(&[
             check_type(resource_type)?,
             check_id("resource id", id)?,
-            check_id("version id", version_id)?
-        );
-        let request = self.get_request(&path, &[])?;
+            "_history",
+            check_id("version id", version_id)?,
+        ])?;
         self.fetch(request, &RequestOptions::default()).await
     }
 
@@ -1057,6 +1086,36 @@ impl FhirClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SC-8.4, SC-8.5: the URI built without a URL parse is the one `url()` gives.
+    #[test]
+    fn sc_8_4_path_uri_matches_the_joined_url() {
+        use smart_fhir_core::{FhirBaseUrl, InsecureHttp};
+        for base in [
+            "https://ehr.example/fhir",
+            "https://EHR.example:8443/api/FHIR/R4/",
+            "https://ehr.example",
+            "http://[::1]:9/r%20x",
+        ] {
+            let base = FhirBaseUrl::parse_with(base, InsecureHttp::AllowLoopback).unwrap();
+            let client = FhirClient::builder(base).build().unwrap();
+            for segments in [
+                &["Patient", "1"][..],
+                &["Patient", "a-b.C"],
+                &["Patient", "."],
+                &["Patient", ".."],
+                &["Observation", "x", "_history", "2"],
+            ] {
+                let fast = client.path_get_request(segments).unwrap();
+                let slow = client
+                    .request(Method::GET, &client.url(&segments.join("/")).unwrap(), None)
+                    .unwrap();
+                assert_eq!(fast.uri(), slow.uri(), "{segments:?}");
+                assert_eq!(fast.headers(), slow.headers());
+                assert_eq!(fast.method(), Method::GET);
+            }
+        }
+    }
 
     #[test]
     fn resource_type_names() {
