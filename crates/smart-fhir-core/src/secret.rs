@@ -8,19 +8,40 @@
 //! * exposes the value only through `secret()`, whose name makes every use visible in review.
 
 use std::fmt;
+use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 macro_rules! secret_type {
-    ($(#[$meta:meta])* $name:ident, clone = $clone:tt) => {
+    ($(#[$meta:meta])* $name:ident, clone = true) => {
+        $(#[$meta])*
+        ///
+        /// Cloning shares one zeroized buffer (a reference count), so handing the same token to
+        /// many requests copies no secret bytes; the memory is wiped when the last clone drops.
+        #[derive(Clone)]
+        pub struct $name(Arc<Zeroizing<String>>);
+
+        secret_type!(@common $name, |v: String| Arc::new(Zeroizing::new(v)));
+
+        impl $name {
+            /// Whether `other` is a clone of this very value (no comparison of the secret).
+            pub fn is_same_value(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.0, &other.0)
+            }
+        }
+    };
+    ($(#[$meta:meta])* $name:ident, clone = false) => {
         $(#[$meta])*
         pub struct $name(Zeroizing<String>);
 
+        secret_type!(@common $name, |v: String| Zeroizing::new(v));
+    };
+    (@common $name:ident, $wrap:expr) => {
         impl $name {
             #[doc = concat!("Wraps a value as a [`", stringify!($name), "`].")]
             pub fn new(value: impl Into<String>) -> Self {
-                Self(Zeroizing::new(value.into()))
+                Self(($wrap)(value.into()))
             }
 
             /// The secret value.
@@ -43,17 +64,7 @@ macro_rules! secret_type {
                 f.write_str(concat!(stringify!($name), "([redacted])"))
             }
         }
-
-        secret_type!(@clone $name, $clone);
     };
-    (@clone $name:ident, true) => {
-        impl Clone for $name {
-            fn clone(&self) -> Self {
-                Self(self.0.clone())
-            }
-        }
-    };
-    (@clone $name:ident, false) => {};
 }
 
 secret_type!(
@@ -116,6 +127,9 @@ mod tests {
         assert!(t.ct_eq("abc"));
         assert!(!t.ct_eq("abd"));
         assert!(!t.ct_eq("ab"));
-        assert_eq!(t.clone().secret(), "abc");
+        let c = t.clone();
+        assert_eq!(c.secret(), "abc");
+        assert!(c.is_same_value(&t));
+        assert!(!AccessToken::new("abc").is_same_value(&t));
     }
 }

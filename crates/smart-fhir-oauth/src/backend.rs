@@ -399,7 +399,7 @@ impl BackendServices {
 
     /// The current access token, fetching one if needed.
     pub async fn access_token(&self) -> Result<AccessToken, OAuthError> {
-        Ok(self.inner.token().await?.access_token)
+        self.inner.access_token().await
     }
 
     /// The scopes the server granted with the current token (SC-3.4, SC-5.13), fetching a token
@@ -452,6 +452,24 @@ impl Inner {
 
     fn usable(&self, token: &StoredToken, now: SystemTime) -> bool {
         !token.expires_within(now, self.buffer_for(token))
+    }
+
+    /// The cached access token alone, when usable: the per-request fast path, which copies no
+    /// secret and no other field.
+    fn cached_access_token(&self) -> Option<AccessToken> {
+        let now = self.clock.now();
+        let guard = self.cached.read().unwrap_or_else(|p| p.into_inner());
+        guard
+            .as_ref()
+            .filter(|t| self.usable(t, now))
+            .map(|t| t.access_token.clone())
+    }
+
+    async fn access_token(&self) -> Result<AccessToken, OAuthError> {
+        match self.cached_access_token() {
+            Some(t) => Ok(t),
+            None => Ok(self.token().await?.access_token),
+        }
     }
 
     fn cached_usable(&self, now: SystemTime) -> Option<StoredToken> {
@@ -649,19 +667,14 @@ impl Inner {
 #[async_trait]
 impl AccessTokenProvider for BackendServices {
     async fn access_token(&self) -> Result<AccessToken, ProviderError> {
-        self.inner
-            .token()
-            .await
-            .map(|t| t.access_token)
-            .map_err(|e| {
-                let kind = if e.is_invalid_client() {
-                    ProviderErrorKind::Rejected
-                } else {
-                    ProviderErrorKind::Unavailable
-                };
-                ProviderError::new(kind, "cannot get a Backend Services access token")
-                    .with_source(e)
-            })
+        self.inner.access_token().await.map_err(|e| {
+            let kind = if e.is_invalid_client() {
+                ProviderErrorKind::Rejected
+            } else {
+                ProviderErrorKind::Unavailable
+            };
+            ProviderError::new(kind, "cannot get a Backend Services access token").with_source(e)
+        })
     }
 
     async fn token_rejected(&self, token: &AccessToken) {

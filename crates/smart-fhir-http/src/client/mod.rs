@@ -646,7 +646,7 @@ fn default_port(scheme: &str) -> Option<u16> {
 /// The `Authorization: Bearer …` value (marked sensitive) of the token the provider returned
 /// last, so that a cached token is not formatted and validated again on every request.
 #[derive(Default)]
-struct BearerCache(Mutex<Option<HeaderValue>>);
+struct BearerCache(Mutex<Option<(AccessToken, HeaderValue)>>);
 
 impl std::fmt::Debug for BearerCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -663,11 +663,14 @@ impl BearerCache {
         let secret = token.secret().as_bytes();
         {
             let cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(value) = cached.as_ref() {
-                if value
-                    .as_bytes()
-                    .strip_prefix(Self::PREFIX)
-                    .is_some_and(|t| same_bytes(t, secret))
+            if let Some((cached_token, value)) = cached.as_ref() {
+                // A clone of the same token (the usual case: a cached token handed out again)
+                // is recognised without reading the secret.
+                if cached_token.is_same_value(token)
+                    || value
+                        .as_bytes()
+                        .strip_prefix(Self::PREFIX)
+                        .is_some_and(|t| same_bytes(t, secret))
                 {
                     return Some(value.clone());
                 }
@@ -678,7 +681,8 @@ impl BearerCache {
         bytes.extend_from_slice(secret);
         let mut value = HeaderValue::from_maybe_shared(Bytes::from(bytes)).ok()?;
         value.set_sensitive(true);
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(value.clone());
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((token.clone(), value.clone()));
         Some(value)
     }
 }

@@ -45,6 +45,9 @@ const ALGORITHM_PREFERENCE: [Algorithm; 5] = [
 
 /// How the client authenticates at the token endpoint, in the code exchange and in every
 /// refresh.
+// Built once per application and never moved on a hot path: boxing the key variant would only
+// make it harder to construct.
+#[allow(clippy::large_enum_variant)]
 #[non_exhaustive]
 pub enum ClientAuth {
     /// A public client: no authentication; `client_id` goes in the form body (SC-2.22,
