@@ -95,6 +95,12 @@ fn parse_path(s: &str) -> std::result::Result<String, String> {
     if p.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("the path must not contain spaces (percent-encode them)".to_owned());
     }
+    // `%2e` and `\` are dot and slash to a URL parser: refuse them in the path, so that the
+    // request cannot climb out of the base path.
+    let lowered = path_part.to_ascii_lowercase();
+    if lowered.contains("%2e") || path_part.contains('\\') {
+        return Err("the path must not contain encoded dots or backslashes".to_owned());
+    }
     if path_part.split('/').any(|seg| seg == ".." || seg == ".") {
         return Err("the path must not contain . or .. segments".to_owned());
     }
@@ -511,6 +517,8 @@ mod tests {
             "Patient/../x",
             "a b",
             "./metadata",
+            "Patient/%2e%2e/%2E%2E/x",
+            "Patient\\..\\x",
         ] {
             assert!(parse_path(bad).is_err(), "{bad}");
         }

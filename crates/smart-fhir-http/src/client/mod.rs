@@ -479,6 +479,8 @@ impl FhirClient {
         if !same_origin {
             // Never hand credentials to another origin (P6, SC-3.11).
             parts.headers.remove(AUTHORIZATION);
+            parts.headers.remove(http::header::PROXY_AUTHORIZATION);
+            parts.headers.remove(http::header::COOKIE);
         }
         let max_response_bytes = MaxResponseBytes(self.max_response_bytes(options));
         let timeout = self.timeout(options).map(RequestTimeout);
@@ -709,18 +711,39 @@ pub(crate) fn describe_json_error(e: &serde_json::Error) -> String {
     format!("{what} (line {}, column {})", e.line(), e.column())
 }
 
-/// Replaces every `"…"` or `` `…` `` quoted run except field names in backticks with `…`.
+/// Replaces every quoted input value in a serde message with `…`: `"…"` runs (Rust string
+/// literals, escapes included) and `` `…` `` runs. The backticked name of `missing field` and
+/// `duplicate field` is kept (a name of the caller's type). `unknown variant` and `unknown field`
+/// put an unescaped input value in backticks: it is cut out by the text that follows it.
 fn strip_quoted(msg: &str) -> String {
+    for prefix in ["unknown variant `", "unknown field `"] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            // The last match is serde's own: what follows it names the caller's type only.
+            let end = ["`, expected ", "`, there are no "]
+                .iter()
+                .filter_map(|t| rest.rfind(t))
+                .max();
+            let tail = end.and_then(|e| rest.get(e..)).unwrap_or("`");
+            return format!("{prefix}…{tail}");
+        }
+    }
+    let keep_backticks = msg.starts_with("missing field `") || msg.starts_with("duplicate field `");
     let mut out = String::with_capacity(msg.len());
-    let mut in_quote = false;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
     for c in msg.chars() {
-        if c == '"' {
-            if !in_quote {
-                out.push_str("\"…\"");
+        match quote {
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || (c == '`' && !keep_backticks) => {
+                out.push(c);
+                out.push('…');
+                out.push(c);
+                quote = Some(c);
             }
-            in_quote = !in_quote;
-        } else if !in_quote {
-            out.push(c);
+            None => out.push(c),
         }
     }
     out
@@ -800,6 +823,43 @@ mod tests {
         );
         assert!(cache.header_for(&AccessToken::new("bad\ntoken")).is_none());
         assert!(!format!("{cache:?}").contains("token"));
+    }
+
+    /// P5: a decoding error quotes no value of the body: not one with an escaped quote, not an
+    /// unknown enum value in backticks (with backticks of its own); a missing field is named.
+    #[test]
+    fn p5_decode_errors_quote_no_body_value() {
+        #[derive(Debug, serde::Deserialize)]
+        enum Gender {
+            Male,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Resource {
+            #[serde(rename = "id")]
+            _id: String,
+            #[serde(rename = "gender")]
+            _gender: Option<Gender>,
+            #[serde(rename = "count")]
+            _count: Option<u32>,
+        }
+        let line = RequestLine::new(&Method::GET, &"https://x/fhir/Patient/1".parse().unwrap());
+        for body in [
+            r#"{"id":"1","count":"Jane \" SECRET-1 Doe"}"#,
+            r#"{"id":"1","gender":"SECRET-2"}"#,
+            r#"{"id":"1","gender":"SE`CRET-3`, expected `x"}"#,
+            r#"{"id":"1","count":"a\\\" SECRET-4 \""}"#,
+        ] {
+            let e = FhirClient::decode::<Resource>(&line, body.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("unexpected content"), "{e}");
+            assert!(!e.contains("SECRET") && !e.contains("CRET"), "{body}: {e}");
+        }
+        let e = FhirClient::decode::<Resource>(&line, b"{}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing field `id`"), "{e}");
+        let _ = Gender::Male;
     }
 
     #[test]
