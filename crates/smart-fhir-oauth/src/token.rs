@@ -202,7 +202,14 @@ fn server_error(status: http::StatusCode, err: SmartErrorResponse) -> OAuthError
         BasicErrorResponseType::InvalidScope => OAuthErrorCode::InvalidScope,
         BasicErrorResponseType::UnauthorizedClient => OAuthErrorCode::UnauthorizedClient,
         BasicErrorResponseType::UnsupportedGrantType => OAuthErrorCode::UnsupportedGrantType,
-        BasicErrorResponseType::Extension(s) => OAuthErrorCode::Other(s.chars().take(80).collect()),
+        // Shown in `Display`: bounded, and control characters replaced so that a server cannot
+        // write lines of its own into a log.
+        BasicErrorResponseType::Extension(s) => OAuthErrorCode::Other(
+            s.chars()
+                .take(80)
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect(),
+        ),
     };
     OAuthError::Server {
         status: status.as_u16(),
@@ -434,6 +441,20 @@ mod tests {
                 "control characters escaped: {shown:?}"
             );
         }
+    }
+
+    /// P5, P15: an unknown `error` code is shown bounded and without control characters.
+    #[test]
+    fn unknown_error_code_is_printable() {
+        let body = format!(
+            r#"{{"error":"odd\n[ERROR] forged \u001b[31m{}"}}"#,
+            "x".repeat(500)
+        );
+        let e = parse_token_response(response(400, &body), now(), "").unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains("odd"), "{shown}");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.len() < 200, "{}", shown.len());
     }
 
     #[test]

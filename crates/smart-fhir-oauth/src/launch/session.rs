@@ -444,13 +444,18 @@ impl AppLaunch {
         }
         token.id_token = state.token.id_token.clone();
         // A refresh response may carry the launch context again (SC-4.31); when it carries
-        // none, or none that names its resources readably, the launch's context stays.
+        // none, or none that names its resources readably, the launch's context stays. A member
+        // it leaves out keeps its launch value: absent context is not withdrawn context (SC-4.23).
         let context = LaunchContext::from_token_fields(
             &token.launch_context,
             state.fhir_base.insecure_http(),
         );
         if token.launch_context.is_empty() || context.has_identity_issues() {
             token.launch_context = state.token.launch_context.clone();
+        } else {
+            let mut merged = state.token.launch_context.clone();
+            merged.extend(std::mem::take(&mut token.launch_context));
+            token.launch_context = merged;
         }
         let new = Scrubbed(state.with_token(&token)?);
         let swapped = store
