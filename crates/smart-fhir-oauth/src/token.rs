@@ -25,6 +25,9 @@ pub const MAX_TOKEN_RESPONSE_BYTES: usize = 256 * 1024;
 /// unknown expiry cannot keep a revoked token in use for long).
 pub const DEFAULT_LIFETIME_WITHOUT_EXPIRES_IN: Duration = Duration::from_secs(60);
 
+/// The longest lifetime taken from `expires_in`.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Builds the client-credentials token request with a signed assertion (SC-3.2, SC-2.13).
 ///
 /// `scope` is sent as given (space-separated).
@@ -141,7 +144,11 @@ pub fn parse_token_response(
         });
     }
     let expires_in = parsed.expires_in();
-    let lifetime = expires_in.unwrap_or(DEFAULT_LIFETIME_WITHOUT_EXPIRES_IN);
+    // A lifetime beyond a year is taken as a year: an absurd `expires_in` must neither overflow
+    // the clock (which would make the token look expired at once) nor pin a token for ever.
+    let lifetime = expires_in
+        .unwrap_or(DEFAULT_LIFETIME_WITHOUT_EXPIRES_IN)
+        .min(MAX_TOKEN_LIFETIME);
     let expires_at = now.checked_add(lifetime).unwrap_or(now);
     let scope = match parsed.scopes() {
         Some(scopes) => scopes
@@ -332,6 +339,22 @@ mod tests {
             now() + DEFAULT_LIFETIME_WITHOUT_EXPIRES_IN
         );
         assert_eq!(r.token.scope.as_deref(), Some("system/*.rs"));
+    }
+
+    /// SC-3.5: any `expires_in` is accepted; an absurd one is capped at a year, never overflowing.
+    #[test]
+    fn sc_3_5_huge_expires_in_is_capped_not_expired() {
+        let r = parse_token_response(
+            response(
+                200,
+                r#"{"access_token":"tok","token_type":"Bearer","expires_in":18446744073709551615}"#,
+            ),
+            now(),
+            "",
+        )
+        .unwrap();
+        assert_eq!(r.token.expires_at, now() + MAX_TOKEN_LIFETIME);
+        assert!(!r.token.is_expired(now()));
     }
 
     /// SC-3.6: a refresh token is kept when sent, never required.

@@ -149,6 +149,9 @@ pub enum LaunchError {
     /// A refresh shared by several callers failed; the cause is its source.
     #[error(transparent)]
     Shared(Arc<LaunchError>),
+    /// The refresh task ended without a result (its runtime shut down, or it panicked).
+    #[error("the token refresh was interrupted")]
+    RefreshInterrupted,
 }
 
 impl LaunchError {

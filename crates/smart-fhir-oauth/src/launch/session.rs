@@ -327,10 +327,15 @@ impl AppLaunch {
         let result = flight
             .result
             .get_or_init(|| async {
-                self.refresh(session_id)
-                    .await
-                    .map(Arc::new)
-                    .map_err(Arc::new)
+                // The refresh runs in a task of its own: a caller that gives up (a dropped
+                // request) must not abandon a refresh whose new refresh token the server may
+                // already have issued, nor leave the store lease held until it expires (P12).
+                let app = self.clone();
+                let session = session_id.to_owned();
+                match tokio::spawn(async move { app.refresh(&session).await }).await {
+                    Ok(result) => result.map(Arc::new).map_err(Arc::new),
+                    Err(_) => Err(Arc::new(LaunchError::RefreshInterrupted)),
+                }
             })
             .await
             .clone();
