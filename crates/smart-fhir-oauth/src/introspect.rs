@@ -190,9 +190,10 @@ impl Introspection {
     }
 }
 
-/// Checks an introspection or revocation endpoint: https, or http to a loopback host.
-fn check_endpoint(endpoint: &Url, what: &str) -> Result<(), OAuthError> {
-    check_endpoint_url(endpoint, what, InsecureHttp::AllowLoopback)?;
+/// Checks an introspection or revocation endpoint: https, or http to a loopback host when
+/// `insecure` allows it (P7).
+fn check_endpoint(endpoint: &Url, what: &str, insecure: InsecureHttp) -> Result<(), OAuthError> {
+    check_endpoint_url(endpoint, what, insecure)?;
     Ok(())
 }
 
@@ -244,13 +245,27 @@ fn token_form(
 /// `token_type_hint`, `Accept: application/json`, with the client's authentication.
 ///
 /// `token` is the token to inspect (`AccessToken::secret()`, say); it travels only in the body.
+///
+/// The endpoint must be https; [`introspection_request_with`] allows loopback http by opt-in.
 pub fn introspection_request(
     endpoint: &Url,
     token: &str,
     hint: Option<TokenTypeHint>,
     auth: &IntrospectionAuth,
 ) -> Result<http::Request<Bytes>, OAuthError> {
-    check_endpoint(endpoint, "introspection_endpoint")?;
+    introspection_request_with(endpoint, token, hint, auth, InsecureHttp::Deny)
+}
+
+/// [`introspection_request`] with an explicit plain-HTTP policy (`AllowLoopback` for local
+/// development servers).
+pub fn introspection_request_with(
+    endpoint: &Url,
+    token: &str,
+    hint: Option<TokenTypeHint>,
+    auth: &IntrospectionAuth,
+    insecure: InsecureHttp,
+) -> Result<http::Request<Bytes>, OAuthError> {
+    check_endpoint(endpoint, "introspection_endpoint", insecure)?;
     let mut form = token_form(token, hint)?;
     let mut request = form_post(endpoint, form.finish())?;
     let authorization = match auth {
@@ -385,6 +400,8 @@ fn numeric_date(n: &serde_json::Number) -> Option<SystemTime> {
 
 /// Introspects `token` at `endpoint` (SC-6.1–SC-6.4): [`introspection_request`], then
 /// [`parse_introspection_response`].
+///
+/// The endpoint must be https; [`introspect_with`] allows loopback http by opt-in.
 pub async fn introspect(
     http: &dyn HttpClient,
     endpoint: &Url,
@@ -392,7 +409,19 @@ pub async fn introspect(
     hint: Option<TokenTypeHint>,
     auth: &IntrospectionAuth,
 ) -> Result<Introspection, OAuthError> {
-    let request = introspection_request(endpoint, token, hint, auth)?;
+    introspect_with(http, endpoint, token, hint, auth, InsecureHttp::Deny).await
+}
+
+/// [`introspect`] with an explicit plain-HTTP policy.
+pub async fn introspect_with(
+    http: &dyn HttpClient,
+    endpoint: &Url,
+    token: &str,
+    hint: Option<TokenTypeHint>,
+    auth: &IntrospectionAuth,
+    insecure: InsecureHttp,
+) -> Result<Introspection, OAuthError> {
+    let request = introspection_request_with(endpoint, token, hint, auth, insecure)?;
     let response = http.execute(request).await.map_err(OAuthError::Http)?;
     parse_introspection_response(response)
 }
@@ -438,14 +467,27 @@ impl RevocationError {
 
 /// Builds a revocation request (SC-6.6, RFC 7009 §2.1): `POST` form `token` and
 /// `token_type_hint`, with the client's authentication as at the token endpoint.
+///
+/// The endpoint must be https; [`revocation_request_with`] allows loopback http by opt-in.
 pub fn revocation_request(
     endpoint: &Url,
     token: &str,
     hint: TokenTypeHint,
     auth: &RevocationAuth,
 ) -> Result<http::Request<Bytes>, RevocationError> {
+    revocation_request_with(endpoint, token, hint, auth, InsecureHttp::Deny)
+}
+
+/// [`revocation_request`] with an explicit plain-HTTP policy.
+pub fn revocation_request_with(
+    endpoint: &Url,
+    token: &str,
+    hint: TokenTypeHint,
+    auth: &RevocationAuth,
+    insecure: InsecureHttp,
+) -> Result<http::Request<Bytes>, RevocationError> {
     let build = || -> Result<http::Request<Bytes>, OAuthError> {
-        check_endpoint(endpoint, "revocation_endpoint")?;
+        check_endpoint(endpoint, "revocation_endpoint", insecure)?;
         let mut form = token_form(token, Some(hint))?;
         let mut authorization = None;
         match auth {
@@ -519,6 +561,8 @@ pub fn parse_revocation_response(response: http::Response<Bytes>) -> Result<(), 
 
 /// Revokes `token` at `endpoint` (SC-6.5, SC-6.6): [`revocation_request`], then
 /// [`parse_revocation_response`].
+///
+/// The endpoint must be https; [`revoke_with`] allows loopback http by opt-in.
 pub async fn revoke(
     http: &dyn HttpClient,
     endpoint: &Url,
@@ -526,7 +570,19 @@ pub async fn revoke(
     hint: TokenTypeHint,
     auth: &RevocationAuth,
 ) -> Result<(), RevocationError> {
-    let request = revocation_request(endpoint, token, hint, auth)?;
+    revoke_with(http, endpoint, token, hint, auth, InsecureHttp::Deny).await
+}
+
+/// [`revoke`] with an explicit plain-HTTP policy.
+pub async fn revoke_with(
+    http: &dyn HttpClient,
+    endpoint: &Url,
+    token: &str,
+    hint: TokenTypeHint,
+    auth: &RevocationAuth,
+    insecure: InsecureHttp,
+) -> Result<(), RevocationError> {
+    let request = revocation_request_with(endpoint, token, hint, auth, insecure)?;
     let response = http
         .execute(request)
         .await
@@ -587,7 +643,8 @@ mod tests {
         assert_eq!(form(&req), vec![("token".into(), "tok".into())]);
     }
 
-    /// P7: plain http is refused unless the host is loopback; empty tokens are refused.
+    /// P7: plain http is refused unless the host is loopback and the caller opted in; empty
+    /// tokens are refused.
     #[test]
     fn p7_endpoint_checked() {
         let http_remote = Url::parse("http://auth.example/introspect").unwrap();
@@ -596,7 +653,27 @@ mod tests {
             Err(OAuthError::Url(_))
         ));
         let loopback = Url::parse("http://127.0.0.1:4000/introspect").unwrap();
-        assert!(introspection_request(&loopback, "t", None, &IntrospectionAuth::None).is_ok());
+        assert!(matches!(
+            introspection_request(&loopback, "t", None, &IntrospectionAuth::None),
+            Err(OAuthError::Url(_))
+        ));
+        assert!(revocation_request(
+            &loopback,
+            "t",
+            TokenTypeHint::AccessToken,
+            &RevocationAuth::Public {
+                client_id: "c".to_owned()
+            }
+        )
+        .is_err());
+        assert!(introspection_request_with(
+            &loopback,
+            "t",
+            None,
+            &IntrospectionAuth::None,
+            InsecureHttp::AllowLoopback
+        )
+        .is_ok());
         assert!(matches!(
             introspection_request(&endpoint(), "", None, &IntrospectionAuth::None),
             Err(OAuthError::Config { field: "token", .. })

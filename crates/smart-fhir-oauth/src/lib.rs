@@ -59,9 +59,10 @@ pub use id_token::{
     MAX_OPENID_CONFIGURATION_BYTES, MIN_JWKS_TTL,
 };
 pub use introspect::{
-    introspect, introspection_request, parse_introspection_response, parse_revocation_response,
-    revocation_request, revoke, Introspection, IntrospectionAuth, RevocationAuth, RevocationError,
-    TokenTypeHint,
+    introspect, introspect_with, introspection_request, introspection_request_with,
+    parse_introspection_response, parse_revocation_response, revocation_request,
+    revocation_request_with, revoke, revoke_with, Introspection, IntrospectionAuth, RevocationAuth,
+    RevocationError, TokenTypeHint,
 };
 pub use launch::{
     AppLaunch, AuthorizeRequest, ClientAuth, IssuerPolicy, LaunchClientConfig,

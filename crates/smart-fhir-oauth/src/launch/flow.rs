@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::error::OAuthError;
 use crate::id_token::IdTokenExpectations;
-use crate::introspect::{revoke, RevocationAuth, TokenTypeHint};
+use crate::introspect::{revoke_with, RevocationAuth, TokenTypeHint};
 use crate::launch::config::{ClientAuth, LaunchClientConfig, ASSERTION_LIFETIME};
 use crate::launch::error::{LaunchError, RelaunchReason};
 use crate::launch::protocol::{
@@ -722,7 +722,7 @@ impl AppLaunch {
         revocations.push((token.access_token.secret(), TokenTypeHint::AccessToken));
         for (secret, hint) in revocations {
             let auth = self.revocation_auth(&server.token_endpoint, algorithm)?;
-            revoke(&cfg.http, &endpoint, secret, hint, &auth)
+            revoke_with(&cfg.http, &endpoint, secret, hint, &auth, cfg.insecure)
                 .await
                 .map_err(LaunchError::Revocation)?;
         }
