@@ -5,6 +5,7 @@
 //! everything was exported, 1 when the export failed or the server reported errors (`error[]`,
 //! listed), 130 after Ctrl-C (the export is then cancelled on the server, best effort).
 
+use smart_fhir_core::text::printable;
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -293,19 +294,6 @@ fn print_errors(summary: &DownloadSummary) {
             outln!("    … see the file for the rest");
         }
     }
-}
-
-/// Server text made safe for one terminal line.
-fn printable(text: &str, max: usize) -> String {
-    let mut s: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max)
-        .collect();
-    if text.chars().count() > max {
-        s.push('…');
-    }
-    s
 }
 
 /// Progress on stderr: bars on a terminal, log lines otherwise.

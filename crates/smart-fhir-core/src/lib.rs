@@ -31,6 +31,7 @@ mod base_url;
 mod clock;
 mod http_client;
 pub mod secret;
+pub mod text;
 
 pub use base_url::{check_endpoint_url, is_loopback_host, FhirBaseUrl, InsecureHttp, UrlError};
 pub use clock::{Clock, FixedClock, SharedClock, SystemClock};

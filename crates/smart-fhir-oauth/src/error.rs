@@ -126,17 +126,4 @@ impl OAuthError {
     }
 }
 
-/// A bounded, printable excerpt of a server's body for error messages: at most 200 characters,
-/// control characters replaced.
-pub(crate) fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(800)]);
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
-        .collect();
-    if text.chars().count() > 200 || body.len() > 800 {
-        out.push('…');
-    }
-    out.trim().to_owned()
-}
+pub(crate) use smart_fhir_core::text::excerpt;

@@ -11,6 +11,8 @@ use smart_fhir_core::{AccessToken, IdToken, MaxResponseBytes, RefreshToken};
 use smart_fhir_store::StoredToken;
 use url::Url;
 
+pub(crate) use smart_fhir_core::text::describe_json_error;
+
 use crate::error::{excerpt, OAuthError, OAuthErrorCode};
 
 /// `client_assertion_type` for `private_key_jwt` (SC-2.13).
@@ -229,24 +231,6 @@ fn server_error(status: http::StatusCode, err: SmartErrorResponse) -> OAuthError
 pub(crate) fn looks_like_html(body: &[u8]) -> bool {
     // JSON never starts with '<'; HTML and XML error pages do.
     body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
-}
-
-/// A JSON error described without quoting the input (a token response body carries the token).
-pub(crate) fn describe_json_error(e: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    let what = match e.classify() {
-        Category::Eof => "the JSON is truncated".to_owned(),
-        Category::Syntax => "the body is not valid JSON".to_owned(),
-        Category::Data => {
-            // serde's data messages name the field and the expected type, never the value of a
-            // string (e.g. "missing field `access_token`", "invalid type: integer, expected a string").
-            let msg = e.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or("").to_owned();
-            format!("unexpected content: {msg}")
-        }
-        Category::Io => "the body could not be read".to_owned(),
-    };
-    format!("{what} (line {}, column {})", e.line(), e.column())
 }
 
 #[cfg(test)]

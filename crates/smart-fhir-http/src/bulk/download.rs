@@ -16,8 +16,9 @@ use tokio::io::AsyncWriteExt;
 use super::job::BulkJob;
 use super::manifest::{Manifest, ManifestFile};
 use super::ndjson::{BodyDecoder, LineSplitter, LineTooLong};
-use crate::client::{describe_json_error, RequestLine};
+use crate::client::RequestLine;
 use crate::{AuthMode, FhirError, RequestOptions};
+use smart_fhir_core::text::describe_json_error;
 
 /// The most of an error response body read to describe it.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;

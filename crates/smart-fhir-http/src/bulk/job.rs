@@ -7,9 +7,10 @@ use http::{Method, StatusCode};
 use url::Url;
 
 use super::manifest::{check_url, Manifest};
-use super::printable;
-use crate::client::{describe_json_error, retry_after, RequestLine};
+use crate::client::{retry_after, RequestLine};
 use crate::{FhirClient, FhirError, RequestOptions, RetryPolicy};
+use smart_fhir_core::text::describe_json_error;
+use smart_fhir_core::text::printable;
 
 /// How a [`BulkJob`] polls its status URL (SC-7.11, SC-7.13).
 ///

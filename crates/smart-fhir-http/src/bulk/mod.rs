@@ -54,16 +54,3 @@ pub use download::{
 pub use job::{BulkJob, InProgress, PollEvent, PollOptions, PollStatus, Progress};
 pub use kickoff::{BulkExport, ExportLevel, KickoffMethod};
 pub use manifest::{Manifest, ManifestFile, ManifestLink};
-
-/// A bounded, printable rendition of untrusted header text.
-fn printable(text: &str, max_chars: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max_chars)
-        .collect();
-    if text.chars().count() > max_chars {
-        out.push('…');
-    }
-    out.trim().to_owned()
-}

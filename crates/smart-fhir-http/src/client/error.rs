@@ -6,6 +6,7 @@ use std::fmt;
 use bytes::Bytes;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
+use smart_fhir_core::text::{excerpt, printable};
 use smart_fhir_core::{HttpError, UrlError};
 use smart_fhir_store::ProviderError;
 
@@ -92,25 +93,6 @@ impl OperationOutcome {
             .iter()
             .any(|i| matches!(i.code.as_str(), "transient" | "throttled" | "timeout"))
     }
-}
-
-/// A bounded, printable rendition of untrusted text.
-pub(crate) fn printable(text: &str, max_chars: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max_chars)
-        .collect();
-    if text.chars().count() > max_chars {
-        out.push('…');
-    }
-    out.trim().to_owned()
-}
-
-/// A bounded excerpt of a body that is not an `OperationOutcome`.
-pub(crate) fn excerpt(body: &[u8]) -> String {
-    let head = &body[..body.len().min(1024)];
-    printable(&String::from_utf8_lossy(head), 200)
 }
 
 /// What a FHIR request was: the method and the URL path, never the query (a search query can

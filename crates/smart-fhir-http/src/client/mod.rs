@@ -458,7 +458,7 @@ impl FhirClient {
     pub fn decode<T: DeserializeOwned>(line: &RequestLine, body: &[u8]) -> Result<T, FhirError> {
         serde_json::from_slice(body).map_err(|e| FhirError::Decode {
             request: line.clone(),
-            reason: describe_json_error(&e),
+            reason: smart_fhir_core::text::describe_json_error(&e),
         })
     }
 
@@ -693,60 +693,6 @@ impl BearerCache {
 /// token from the provider is compared with the cached one this way, not with `==`.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// A serde error described without quoting the input (a FHIR body can carry patient data).
-pub(crate) fn describe_json_error(e: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    let what = match e.classify() {
-        Category::Eof => "the JSON is truncated".to_owned(),
-        Category::Syntax => "the body is not valid JSON".to_owned(),
-        Category::Io => "the body could not be read".to_owned(),
-        Category::Data => {
-            let msg = e.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or("");
-            format!("unexpected content: {}", strip_quoted(msg))
-        }
-    };
-    format!("{what} (line {}, column {})", e.line(), e.column())
-}
-
-/// Replaces every quoted input value in a serde message with `…`: `"…"` runs (Rust string
-/// literals, escapes included) and `` `…` `` runs. The backticked name of `missing field` and
-/// `duplicate field` is kept (a name of the caller's type). `unknown variant` and `unknown field`
-/// put an unescaped input value in backticks: it is cut out by the text that follows it.
-fn strip_quoted(msg: &str) -> String {
-    for prefix in ["unknown variant `", "unknown field `"] {
-        if let Some(rest) = msg.strip_prefix(prefix) {
-            // The last match is serde's own: what follows it names the caller's type only.
-            let end = ["`, expected ", "`, there are no "]
-                .iter()
-                .filter_map(|t| rest.rfind(t))
-                .max();
-            let tail = end.and_then(|e| rest.get(e..)).unwrap_or("`");
-            return format!("{prefix}…{tail}");
-        }
-    }
-    let keep_backticks = msg.starts_with("missing field `") || msg.starts_with("duplicate field `");
-    let mut out = String::with_capacity(msg.len());
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for c in msg.chars() {
-        match quote {
-            Some('"') if escaped => escaped = false,
-            Some('"') if c == '\\' => escaped = true,
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '"' || (c == '`' && !keep_backticks) => {
-                out.push(c);
-                out.push('…');
-                out.push(c);
-                quote = Some(c);
-            }
-            None => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -16,12 +16,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::error::printable;
 use super::response::{etag_for_version, version_from_etag};
 use super::{
     BearerCache, FhirClient, FhirError, FhirResponse, Inner, OperationOutcome, RequestLine,
     RequestOptions,
 };
+use smart_fhir_core::text::printable;
 
 /// `If-None-Exist` (conditional create, SC-8.14).
 const IF_NONE_EXIST: HeaderName = HeaderName::from_static("if-none-exist");

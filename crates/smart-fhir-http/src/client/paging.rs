@@ -31,9 +31,9 @@ use serde_json::value::RawValue;
 use smart_fhir_core::check_endpoint_url;
 use url::Url;
 
-use super::error::printable;
 use super::ops::{check_type, Level, QueryParams, SearchMethod};
 use super::{FhirClient, FhirError, FhirResponse, OperationOutcome, RequestLine, RequestOptions};
+use smart_fhir_core::text::printable;
 
 /// One page as it arrived: the request it answers and the response.
 struct RawPage {
