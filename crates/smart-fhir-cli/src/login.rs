@@ -33,15 +33,13 @@ use smart_fhir_core::{
     AccessToken, ClientSecret, Clock, FhirBaseUrl, InsecureHttp, SharedClock, SharedHttpClient,
     SystemClock, Url,
 };
+use smart_fhir_core::{AccessTokenProvider, ProviderError, ProviderErrorKind};
 use smart_fhir_jwt::Algorithm;
 use smart_fhir_oauth::{
     AppLaunch, AuthorizeRequest, ClientAuth, IssuerPolicy, LaunchClientConfig, LaunchError,
     Launched, SessionClient,
 };
-use smart_fhir_store::{
-    AccessTokenProvider, ProviderError, ProviderErrorKind, SessionStore, SharedSessionStore,
-    StoreError,
-};
+use smart_fhir_store::{SessionStore, SharedSessionStore, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Mutex, OnceCell};
 use zeroize::Zeroize;
@@ -785,9 +783,9 @@ fn build_app(
         // server keeps its own policy: it is the allow-listed base, parsed with --insecure-http
         // or without.
         .insecure_http(InsecureHttp::AllowLoopback)
-        .shared_session_store(SharedSessionStore::from_arc(store))
-        .shared_http_client(http)
-        .shared_clock(clock)
+        .session_store(SharedSessionStore::from_arc(store))
+        .http_client(http)
+        .clock(clock)
         .build()
         .map_err(|e| Failure::from_error("invalid sign-in settings", &e))?;
     Ok(AppLaunch::new(config))

@@ -204,7 +204,7 @@ pub fn token(a: TokenArgs) -> Result<u8> {
         .fhir_base(base)
         .client_id(a.client_id)
         .scope(a.scope)
-        .shared_http_client(http);
+        .http_client(http);
     if let Some(alg) = a.alg {
         b = b.algorithm(alg.into());
     }
@@ -299,7 +299,7 @@ impl FhirArgs {
         let base = self.transport.base(fhir_base)?;
         let http = self.transport.client()?;
         let mut builder =
-            smart_fhir_http::FhirClient::builder(base.clone()).shared_http_client(http.clone());
+            smart_fhir_http::FhirClient::builder(base.clone()).http_client(http.clone());
         if let (Some(client_id), Some(key), Some(scope)) = (&self.client_id, &self.key, &self.scope)
         {
             let key = load_key(key, self.kid.as_deref())?;
@@ -308,7 +308,7 @@ impl FhirArgs {
                 .client_id(client_id.clone())
                 .scope(scope.clone())
                 .private_key(key)
-                .shared_http_client(http);
+                .http_client(http);
             if let Some(alg) = self.alg {
                 b = b.algorithm(alg.into());
             }
@@ -346,7 +346,7 @@ impl FhirArgs {
             }
         }
         smart_fhir_http::FhirClient::builder(base)
-            .shared_http_client(http)
+            .http_client(http)
             .auth(session)
             .build()
             .map_err(|e| Failure::from_error("cannot set up the FHIR client", &e))

@@ -59,6 +59,10 @@ pub struct SharedClock(Arc<dyn Clock>);
 impl SharedClock {
     /// Wraps a clock.
     pub fn new(clock: impl Clock + 'static) -> Self {
+        // One setter takes a value or an already shared one: the latter is not wrapped again.
+        if let Some(shared) = (&clock as &dyn std::any::Any).downcast_ref::<Self>() {
+            return shared.clone();
+        }
         Self(Arc::new(clock))
     }
 

@@ -62,8 +62,11 @@ impl ChunkStream for OneChunk {
 pub struct SharedHttpClient(Arc<dyn HttpClient>);
 
 impl SharedHttpClient {
-    /// Wraps a client.
+    /// Wraps a client; an already shared one is not wrapped again, so one setter takes either.
     pub fn new(client: impl HttpClient + 'static) -> Self {
+        if let Some(shared) = (&client as &dyn std::any::Any).downcast_ref::<Self>() {
+            return shared.clone();
+        }
         Self(Arc::new(client))
     }
 
@@ -230,6 +233,13 @@ mod tests {
             Some(&b"abc"[..])
         );
         assert!(r.body_mut().next_chunk().await.unwrap().is_none());
+    }
+
+    #[test]
+    fn sharing_a_shared_client_does_not_wrap_it_again() {
+        let shared = SharedHttpClient::new(Echo);
+        let again = SharedHttpClient::new(shared.clone());
+        assert!(Arc::ptr_eq(&shared.0, &again.0));
     }
 
     #[tokio::test]

@@ -4,6 +4,9 @@
 //!   redacted, they have no `Display`, and their memory is zeroized on drop.
 //! * [`HttpClient`]: the object-safe transport trait that discovery, the OAuth grants and the FHIR
 //!   client call. `smart-fhir-http` implements it on hyper; tests implement it with fakes.
+//! * [`AccessTokenProvider`]: what the FHIR client asks for a token before each request; every
+//!   token source (Backend Services, an App Launch session, [`StaticTokenProvider`]) implements it
+//!   and names the server its tokens are for.
 //! * [`Clock`]: injected time, with [`SystemClock`] and [`FixedClock`].
 //! * [`FhirBaseUrl`]: a normalised FHIR base URL (SC-1.1, SC-1.2, SC-8.1) that refuses plain
 //!   `http://` unless the host is loopback and the caller opted in with [`InsecureHttp::AllowLoopback`].
@@ -27,12 +30,17 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod auth;
 mod base_url;
 mod clock;
 mod http_client;
 pub mod secret;
 pub mod text;
 
+pub use auth::{
+    AccessTokenProvider, BoxError, ProviderError, ProviderErrorKind, SharedAccessTokenProvider,
+    StaticTokenProvider,
+};
 pub use base_url::{check_endpoint_url, is_loopback_host, FhirBaseUrl, InsecureHttp, UrlError};
 pub use clock::{Clock, FixedClock, SharedClock, SystemClock};
 pub use http_client::{

@@ -44,10 +44,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::Value;
 use smart_fhir_core::{AccessToken, FhirBaseUrl, InsecureHttp, SharedHttpClient};
+use smart_fhir_core::{AccessTokenProvider, StaticTokenProvider};
 use smart_fhir_http::{FhirClient, HyperHttpClient};
 use smart_fhir_jwt::{KeySpec, PrivateKey};
 use smart_fhir_oauth::BackendServices;
-use smart_fhir_store::{AccessTokenProvider, StaticTokenProvider};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -273,7 +273,7 @@ async fn backend(addr: SocketAddr) -> BackendServices {
         .scope("system/Patient.rs")
         .private_key(PrivateKey::generate(KeySpec::P384).expect("key"))
         .token_endpoint(format!("http://{addr}/token"))
-        .shared_http_client(SharedHttpClient::new(transport()))
+        .http_client(SharedHttpClient::new(transport()))
         .build()
         .expect("backend services");
     // Warm: the token is fetched once and cached from now on.

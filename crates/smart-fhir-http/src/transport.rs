@@ -431,16 +431,6 @@ impl fmt::Debug for HyperHttpClient {
     }
 }
 
-/// Per-request limits given beside the request instead of as its extensions (which cost an
-/// allocation each).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Limits {
-    /// As a [`MaxResponseBytes`] extension.
-    pub(crate) max_response_bytes: Option<usize>,
-    /// As a [`RequestTimeout`] extension.
-    pub(crate) timeout: Option<Duration>,
-}
-
 /// What one exchange needs besides the request.
 #[derive(Debug)]
 struct Exchange {
@@ -495,16 +485,6 @@ impl HyperHttpClient {
         &self,
         request: Request<Bytes>,
     ) -> Result<(Request<Full<Bytes>>, Exchange), HttpError> {
-        self.prepare_with(request, Limits::default())
-    }
-
-    /// [`HyperHttpClient::prepare`], with limits that take the place of the request's
-    /// extensions.
-    fn prepare_with(
-        &self,
-        request: Request<Bytes>,
-        limits: Limits,
-    ) -> Result<(Request<Full<Bytes>>, Exchange), HttpError> {
         let origin = origin_of(request.uri());
         check_uri(request.uri(), self.settings.insecure_http)
             .map_err(|msg| HttpError::new(HttpErrorKind::InvalidRequest, &origin, msg))?;
@@ -515,13 +495,11 @@ impl HyperHttpClient {
                 "the CONNECT method is not supported",
             ));
         }
-        let timeout = limits
-            .timeout
-            .or_else(|| request.extensions().get::<RequestTimeout>().map(|t| t.0))
-            .unwrap_or(self.settings.request_timeout);
-        let max_response_bytes = limits
-            .max_response_bytes
-            .or_else(|| request.extensions().get::<MaxResponseBytes>().map(|m| m.0));
+        let timeout = request
+            .extensions()
+            .get::<RequestTimeout>()
+            .map_or(self.settings.request_timeout, |t| t.0);
+        let max_response_bytes = request.extensions().get::<MaxResponseBytes>().map(|m| m.0);
 
         let (mut parts, body) = request.into_parts();
         // ALPN chooses between HTTP/1.1 and HTTP/2; a request asking for a version the
@@ -549,18 +527,9 @@ impl HyperHttpClient {
         ))
     }
 
+    /// [`HttpClient::execute`]: the one path every request of every client takes.
     async fn exchange(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        self.exchange_with(request, Limits::default()).await
-    }
-
-    /// [`HttpClient::execute`] without the trait's boxed future, `limits` taking the place of
-    /// the [`MaxResponseBytes`] and [`RequestTimeout`] extensions.
-    pub(crate) async fn exchange_with(
-        &self,
-        request: Request<Bytes>,
-        limits: Limits,
-    ) -> Result<Response<Bytes>, HttpError> {
-        let (request, exchange) = self.prepare_with(request, limits)?;
+        let (request, exchange) = self.prepare(request)?;
         #[cfg(feature = "tracing")]
         let method = request.method().clone();
         let limit = exchange

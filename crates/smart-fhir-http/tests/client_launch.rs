@@ -1,9 +1,10 @@
 //! The App Launch shortcuts: the context's Patient and Encounter, and the signed-in user.
 
 use serde_json::{json, Map, Value};
+use smart_fhir_core::StaticTokenProvider;
 use smart_fhir_core::{AccessToken, FhirBaseUrl, InsecureHttp};
 use smart_fhir_http::FhirClient;
-use smart_fhir_store::{LaunchContext, StaticTokenProvider};
+use smart_fhir_store::LaunchContext;
 use smart_fhir_testkit::{Method, Reply, TestServer};
 use url::Url;
 

@@ -2,9 +2,9 @@
 
 use bytes::Bytes;
 use serde_json::json;
+use smart_fhir_core::StaticTokenProvider;
 use smart_fhir_core::{AccessToken, FhirBaseUrl, InsecureHttp};
 use smart_fhir_http::{FhirClient, RequestOptions};
-use smart_fhir_store::StaticTokenProvider;
 use smart_fhir_testkit::{Method, Reply, TestServer};
 
 /// P6: a request the caller sends to another origin loses `Authorization`, `Proxy-Authorization`

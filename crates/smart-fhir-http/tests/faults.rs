@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
+use smart_fhir_core::StaticTokenProvider;
 use smart_fhir_core::{
     AccessToken, FhirBaseUrl, FixedClock, HttpErrorKind, InsecureHttp, SharedHttpClient,
 };
@@ -22,7 +23,6 @@ use smart_fhir_http::{
 };
 use smart_fhir_jwt::{KeySpec, PrivateKey};
 use smart_fhir_oauth::BackendServices;
-use smart_fhir_store::StaticTokenProvider;
 use smart_fhir_testkit::{Fault, Method, Reply, TestServer};
 
 // ----- set-up ----------------------------------------------------------------------------------
@@ -64,7 +64,7 @@ fn backend(server: &TestServer) -> BackendServices {
         .scope("system/*.rs")
         .private_key(PrivateKey::generate(KeySpec::P384).expect("key"))
         .token_endpoint(server.token_endpoint())
-        .shared_http_client(SharedHttpClient::new(transport()))
+        .http_client(SharedHttpClient::new(transport()))
         .build()
         .expect("backend services")
 }
@@ -606,7 +606,7 @@ async fn dropping_a_request_while_its_token_request_hangs_leaves_the_client_usab
                 .scope("system/*.rs")
                 .private_key(PrivateKey::generate(KeySpec::P384).expect("key"))
                 .token_endpoint(server.token_endpoint())
-                .shared_http_client(SharedHttpClient::new(transport()))
+                .http_client(SharedHttpClient::new(transport()))
                 .load_timeout(LOAD_TIMEOUT)
                 .build()
                 .unwrap(),

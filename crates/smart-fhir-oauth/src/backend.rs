@@ -9,13 +9,11 @@ use async_trait::async_trait;
 use smart_fhir_core::{
     AccessToken, Clock, FhirBaseUrl, HttpClient, InsecureHttp, SharedClock, SharedHttpClient,
 };
+use smart_fhir_core::{AccessTokenProvider, ProviderError, ProviderErrorKind};
 use smart_fhir_discovery::SmartConfiguration;
 use smart_fhir_jwt::{Algorithm, AssertionSigner, PrivateKey};
 use smart_fhir_scopes::{ScopeDiff, ScopeSet};
-use smart_fhir_store::{
-    AccessTokenProvider, Lease, MemoryTokenStore, ProviderError, ProviderErrorKind,
-    SharedTokenStore, StoredToken, TokenStore,
-};
+use smart_fhir_store::{Lease, MemoryTokenStore, SharedTokenStore, StoredToken, TokenStore};
 use tokio::sync::OnceCell;
 use url::Url;
 
@@ -120,21 +118,9 @@ impl BackendServicesBuilder {
         self
     }
 
-    /// The transport, already shared.
-    pub fn shared_http_client(mut self, http: SharedHttpClient) -> Self {
-        self.http = Some(http);
-        self
-    }
-
     /// Where tokens are cached (default: in memory, this process only).
     pub fn token_store(mut self, store: impl TokenStore + 'static) -> Self {
         self.store = Some(SharedTokenStore::new(store));
-        self
-    }
-
-    /// Where tokens are cached, already shared.
-    pub fn shared_token_store(mut self, store: SharedTokenStore) -> Self {
-        self.store = Some(store);
         self
     }
 
@@ -679,5 +665,13 @@ impl AccessTokenProvider for BackendServices {
 
     async fn token_rejected(&self, token: &AccessToken) {
         self.inner.reject(token).await;
+    }
+
+    fn fhir_base(&self) -> Option<&FhirBaseUrl> {
+        Some(&self.inner.fhir_base)
+    }
+
+    fn http_client(&self) -> Option<&SharedHttpClient> {
+        Some(&self.inner.http)
     }
 }

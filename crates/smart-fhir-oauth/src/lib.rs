@@ -30,7 +30,7 @@
 //!     .client_id("my-backend")
 //!     .scope("system/Patient.rs system/Observation.rs")
 //!     .private_key(key)
-//!     .shared_http_client(http)
+//!     .http_client(http)
 //!     .build()?;
 //! let token = backend.token().await?;
 //! println!("granted {:?}, expires {:?}", token.scope, token.expires_at);

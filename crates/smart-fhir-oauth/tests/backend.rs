@@ -9,12 +9,12 @@ use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Value};
+use smart_fhir_core::AccessTokenProvider;
 use smart_fhir_core::{
     AccessToken, FhirBaseUrl, FixedClock, HttpClient, HttpError, SharedHttpClient,
 };
 use smart_fhir_jwt::{KeySpec, PrivateKey};
 use smart_fhir_oauth::{BackendServices, OAuthError, OAuthErrorCode};
-use smart_fhir_store::AccessTokenProvider;
 
 const BASE: &str = "https://ehr.example/fhir";
 const TOKEN_URL: &str = "https://auth.example/oauth2/token";
@@ -132,7 +132,7 @@ fn builder(fake: &Arc<Fake>) -> smart_fhir_oauth::BackendServicesBuilder {
         .client_id("backend-1")
         .scope("system/Patient.rs")
         .private_key(key())
-        .shared_http_client(SharedHttpClient::new(FakeClient(fake.clone())))
+        .http_client(SharedHttpClient::new(FakeClient(fake.clone())))
 }
 
 fn decode_part(jwt: &str, i: usize) -> Value {

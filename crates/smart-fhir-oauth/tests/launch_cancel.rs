@@ -44,7 +44,7 @@ async fn p12_cancelled_refresh_completes_and_frees_the_session() {
         gate: gate.clone(),
         refreshes_started: started.clone(),
     });
-    let app = AppLaunch::new(s.builder().shared_http_client(http).build().unwrap());
+    let app = AppLaunch::new(s.builder().http_client(http).build().unwrap());
     let req = app.launch("sess-1", BASE, "launch-1").await.unwrap();
     app.callback("sess-1", &callback_query(&req, "code-1"))
         .await

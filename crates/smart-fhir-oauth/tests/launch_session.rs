@@ -8,11 +8,12 @@ use std::time::Duration;
 use launch_support::*;
 use serde_json::json;
 use smart_fhir_core::{AccessToken, ClientSecret};
+use smart_fhir_core::{AccessTokenProvider, ProviderErrorKind};
 use smart_fhir_oauth::{
     AppLaunch, ClientAuth, LaunchError, OAuthError, RelaunchReason, SessionClient,
 };
 use smart_fhir_scopes::ScopeRelation;
-use smart_fhir_store::{AccessTokenProvider, ProviderErrorKind, SessionStore};
+use smart_fhir_store::SessionStore;
 
 async fn signed_in(app: &AppLaunch, session: &str) -> SessionClient {
     let req = app.launch(session, BASE, "launch-1").await.unwrap();

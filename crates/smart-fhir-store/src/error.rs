@@ -104,3 +104,35 @@ mod tests {
         );
     }
 }
+
+impl From<StoreError> for smart_fhir_core::ProviderError {
+    /// A store failure leaves a token source without a token for now:
+    /// [`smart_fhir_core::ProviderErrorKind::Unavailable`], with the store error as its source.
+    fn from(e: StoreError) -> Self {
+        smart_fhir_core::ProviderError::new(
+            smart_fhir_core::ProviderErrorKind::Unavailable,
+            "token store failed",
+        )
+        .with_source(e)
+    }
+}
+
+#[cfg(test)]
+mod provider_error_tests {
+    use std::error::Error as _;
+
+    use smart_fhir_core::{ProviderError, ProviderErrorKind};
+
+    use super::StoreError;
+
+    #[test]
+    fn store_errors_become_unavailable_with_the_store_error_as_source() {
+        let e = ProviderError::from(StoreError::backend_message("redis down"));
+        assert_eq!(e.kind(), ProviderErrorKind::Unavailable);
+        assert_eq!(
+            e.to_string(),
+            "access token unavailable: token store failed"
+        );
+        assert!(e.source().unwrap().downcast_ref::<StoreError>().is_some());
+    }
+}

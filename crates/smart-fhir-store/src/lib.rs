@@ -11,11 +11,10 @@
 //!   [`MemorySessionStore`] implements it in memory.
 //! * [`LaunchContext`]: the typed launch context of an App Launch token response (`patient`,
 //!   `encounter`, `fhirContext`, ...), read from [`StoredToken::launch_context`].
-//! * [`AccessTokenProvider`]: what the FHIR client calls before each request;
-//!   [`StaticTokenProvider`] hands out a fixed token.
 //!
-//! The traits are object safe and held as `Arc<dyn …>` through [`SharedTokenStore`],
-//! [`SharedSessionStore`] and [`SharedAccessTokenProvider`]. Stores on other backends (Redis)
+//! The traits are object safe and held as `Arc<dyn …>` through [`SharedTokenStore`] and
+//! [`SharedSessionStore`]. A store failure converts into a
+//! [`smart_fhir_core::ProviderError`] of kind `Unavailable` for the token sources built on a store. Stores on other backends (Redis)
 //! live in their own crates. Time comes from an injected [`smart_fhir_core::Clock`].
 //!
 //! ```
@@ -55,17 +54,12 @@
 
 mod error;
 mod launch_context;
-mod provider;
 mod session;
 mod token;
 mod token_store;
 
 pub use error::{BoxError, StoreError};
 pub use launch_context::{FhirContextItem, LaunchContext, LaunchContextIssue, MAX_CONTEXT_ID_LEN};
-pub use provider::{
-    AccessTokenProvider, ProviderError, ProviderErrorKind, SharedAccessTokenProvider,
-    StaticTokenProvider,
-};
 pub use session::{
     MemorySessionStore, SessionStore, SharedSessionStore, DEFAULT_MAX_SESSION_ENTRIES,
 };

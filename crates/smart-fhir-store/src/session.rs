@@ -67,6 +67,10 @@ pub struct SharedSessionStore(Arc<dyn SessionStore>);
 impl SharedSessionStore {
     /// Wraps a store.
     pub fn new(store: impl SessionStore + 'static) -> Self {
+        // One setter takes a value or an already shared one: the latter is not wrapped again.
+        if let Some(shared) = (&store as &dyn std::any::Any).downcast_ref::<Self>() {
+            return shared.clone();
+        }
         Self(Arc::new(store))
     }
 

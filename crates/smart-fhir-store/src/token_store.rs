@@ -135,6 +135,10 @@ pub struct SharedTokenStore(Arc<dyn TokenStore>);
 impl SharedTokenStore {
     /// Wraps a store.
     pub fn new(store: impl TokenStore + 'static) -> Self {
+        // One setter takes a value or an already shared one: the latter is not wrapped again.
+        if let Some(shared) = (&store as &dyn std::any::Any).downcast_ref::<Self>() {
+            return shared.clone();
+        }
         Self(Arc::new(store))
     }
 

@@ -37,7 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .client_id(client_id.ok_or("--client-id is required")?)
         .scope(scope.unwrap_or_else(|| "system/Patient.rs".to_owned()))
         .private_key(key)
-        .shared_http_client(http.clone())
+        .http_client(http.clone())
         .build()?;
 
     let token = backend.token().await?;
@@ -54,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A FHIR client that takes its tokens from the token source: cached, renewed before expiry,
     // and renewed once when the server answers 401.
     let fhir = FhirClient::builder(base)
-        .shared_http_client(http)
+        .http_client(http)
         .auth(backend)
         .build()?;
 

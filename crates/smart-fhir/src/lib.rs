@@ -42,7 +42,8 @@ pub use smart_fhir_scopes as scopes;
 pub use smart_fhir_store as store;
 
 pub use smart_fhir_core::{
-    AccessToken, Clock, FhirBaseUrl, HttpClient, InsecureHttp, SharedHttpClient, SystemClock,
+    AccessToken, AccessTokenProvider, Clock, FhirBaseUrl, HttpClient, InsecureHttp,
+    SharedHttpClient, StaticTokenProvider, SystemClock,
 };
 pub use smart_fhir_http::{FhirClient, FhirError, FhirResponse, HyperHttpClient};
 pub use smart_fhir_jwt::{Algorithm, PrivateKey};
@@ -52,8 +53,7 @@ pub use smart_fhir_oauth::{
 };
 pub use smart_fhir_scopes::ScopeSet;
 pub use smart_fhir_store::{
-    AccessTokenProvider, MemorySessionStore, MemoryTokenStore, SessionStore, StoredToken,
-    TokenStore,
+    MemorySessionStore, MemoryTokenStore, SessionStore, StoredToken, TokenStore,
 };
 
 /// The guides in `docs/guides/`, included here so that their code examples are compiled with

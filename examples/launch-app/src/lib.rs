@@ -151,7 +151,7 @@ impl App {
             } else {
                 InsecureHttp::Deny
             })
-            .shared_http_client(http.clone())
+            .http_client(http.clone())
             .build()
             .map_err(|e| SetupError(format!("invalid App Launch settings: {e}")))?;
         Ok(Self {
@@ -338,7 +338,7 @@ impl App {
         match session.patient() {
             Some(id) => {
                 let fhir = FhirClient::builder(session.fhir_base())
-                    .shared_http_client(self.http.clone())
+                    .http_client(self.http.clone())
                     .auth(session.clone())
                     .build()
                     .map_err(|e| error_chain(&e))?;

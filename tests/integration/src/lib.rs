@@ -173,11 +173,11 @@ pub fn fhir_client(client_id: &str, scope: &str) -> smart_fhir_http::FhirClient 
         .client_id(client_id)
         .scope(scope)
         .private_key(key("rs384"))
-        .shared_http_client(http())
+        .http_client(http())
         .build()
         .expect("backend services");
     smart_fhir_http::FhirClient::builder(base())
-        .shared_http_client(http())
+        .http_client(http())
         .auth(backend)
         .build()
         .expect("FHIR client")

@@ -50,7 +50,7 @@ fn config(client_id: &str, transport: SharedHttpClient) -> LaunchClientConfigBui
         .client_auth(client_auth(client_id))
         .issuer_policy(IssuerPolicy::allow_list([base()]))
         .insecure_http(InsecureHttp::AllowLoopback)
-        .shared_http_client(transport)
+        .http_client(transport)
 }
 
 fn app(client_id: &str) -> AppLaunch {
@@ -116,7 +116,7 @@ async fn standalone(app: &AppLaunch, sid: &str) -> Launched {
 async fn read_patient(app: &AppLaunch, sid: &str, id: &str) -> Value {
     let session = app.ready(sid).await.expect("a signed-in session");
     let fhir = FhirClient::builder(session.fhir_base())
-        .shared_http_client(http())
+        .http_client(http())
         .auth(session)
         .build()
         .expect("FHIR client");
@@ -436,7 +436,7 @@ async fn sc_4_33_expired_id_token_is_refused() {
     let clock = FixedClock::new(SystemClock.now() + Duration::from_secs(120));
     let app = AppLaunch::new(
         config("it-public", http())
-            .shared_clock(SharedClock::new(clock))
+            .clock(SharedClock::new(clock))
             .build()
             .expect("config"),
     );

@@ -16,7 +16,7 @@ fn source(client_id: &str, key_name: &str, scope: &str) -> BackendServices {
         .client_id(client_id)
         .scope(scope)
         .private_key(key(key_name))
-        .shared_http_client(http())
+        .http_client(http())
         .build()
         .expect("backend services")
 }
@@ -56,7 +56,7 @@ async fn sc_2_7_es384_token_then_fhir_read() {
         .scope("system/Patient.rs")
         .private_key(key("es384"))
         .algorithm(Algorithm::ES384)
-        .shared_http_client(http())
+        .http_client(http())
         .build()
         .expect("backend services");
     let token = backend.access_token().await.expect("token");
@@ -77,7 +77,7 @@ async fn sc_2_9_client_registered_by_jwks_url_with_jku() {
         .scope("system/Patient.rs")
         .private_key(key("jku-rs384"))
         .jku(jku)
-        .shared_http_client(http())
+        .http_client(http())
         .build()
         .expect("backend services");
     let token = backend.access_token().await.expect("token");
@@ -138,8 +138,8 @@ async fn single_flight_10000_callers_expired_cache_one_token_request() {
         .client_id(client)
         .scope("system/Patient.rs")
         .private_key(key("rs384"))
-        .shared_http_client(http())
-        .shared_token_store(store.clone())
+        .http_client(http())
+        .token_store(store.clone())
         .build()
         .expect("backend services");
     let past = SystemClock.now() - Duration::from_secs(3600);
@@ -198,7 +198,7 @@ async fn sc_3_8_rejected_token_is_renewed_once() {
     let (status, _) = read_patient(&first).await;
     assert_eq!(status, 401, "the harness now refuses the old token");
     // What a FHIR client does on 401: report the token, get another, retry once.
-    smart_fhir_store::AccessTokenProvider::token_rejected(&backend, &first).await;
+    smart_fhir_core::AccessTokenProvider::token_rejected(&backend, &first).await;
     let second = backend.access_token().await.expect("renewed token");
     assert_ne!(second.secret(), first.secret());
     assert_eq!(read_patient(&second).await.0, 200);
@@ -208,7 +208,7 @@ async fn sc_3_8_rejected_token_is_renewed_once() {
         "exactly one renewal"
     );
     // Reporting the old token again must not drop the new one.
-    smart_fhir_store::AccessTokenProvider::token_rejected(&backend, &first).await;
+    smart_fhir_core::AccessTokenProvider::token_rejected(&backend, &first).await;
     let third = backend.access_token().await.expect("token");
     assert_eq!(third.secret(), second.secret());
     assert_eq!(token_requests(client).await - before, 2);

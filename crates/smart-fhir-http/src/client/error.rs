@@ -7,8 +7,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use smart_fhir_core::text::{excerpt, printable};
+use smart_fhir_core::ProviderError;
 use smart_fhir_core::{HttpError, UrlError};
-use smart_fhir_store::ProviderError;
 
 /// A FHIR `OperationOutcome` (SC-8.24): the parts a client acts on, unknown members ignored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

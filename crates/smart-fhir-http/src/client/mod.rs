@@ -8,7 +8,6 @@ mod paging;
 mod response;
 mod retry;
 
-use std::any::Any;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -21,7 +20,7 @@ use smart_fhir_core::{
     AccessToken, Clock, FhirBaseUrl, HttpClient, HttpError, MaxResponseBytes, RequestTimeout,
     SharedClock, SharedHttpClient, StreamingBody,
 };
-use smart_fhir_store::{AccessTokenProvider, SharedAccessTokenProvider};
+use smart_fhir_core::{AccessTokenProvider, SharedAccessTokenProvider};
 use url::Url;
 
 pub use error::{CodeableText, FhirError, OperationOutcome, OutcomeIssue, RequestLine};
@@ -33,7 +32,7 @@ pub use paging::{bundle_entries, BundleEntry, Entries, Pages, Resources};
 pub use response::FhirResponse;
 pub use retry::{retry_after, RetryPolicy};
 
-use crate::transport::{split_plain_authority, Limits};
+use crate::transport::split_plain_authority;
 use crate::HyperHttpClient;
 
 /// The default bound on a response body read whole (search pages and resources).
@@ -138,8 +137,6 @@ impl RequestOptions {
 pub struct FhirClientBuilder {
     base: FhirBaseUrl,
     http: Option<SharedHttpClient>,
-    /// The transport when it is this crate's own, called without dynamic dispatch.
-    hyper: Option<HyperHttpClient>,
     auth: Option<SharedAccessTokenProvider>,
     version: FhirVersion,
     prefer: Option<String>,
@@ -151,31 +148,21 @@ pub struct FhirClientBuilder {
 }
 
 impl FhirClientBuilder {
-    /// The transport (default: a [`HyperHttpClient`] with the base URL's insecure-HTTP policy).
+    /// The transport: any [`HttpClient`], or a [`SharedHttpClient`] already shared with other
+    /// clients (default: the token source's, else a [`HyperHttpClient`] with the base URL's
+    /// insecure-HTTP policy).
     pub fn http_client(mut self, http: impl HttpClient + 'static) -> Self {
-        self.hyper = (&http as &dyn Any)
-            .downcast_ref::<HyperHttpClient>()
-            .cloned();
         self.http = Some(SharedHttpClient::new(http));
         self
     }
 
-    /// The transport, already shared.
-    pub fn shared_http_client(mut self, http: SharedHttpClient) -> Self {
-        self.hyper = None;
-        self.http = Some(http);
-        self
-    }
-
-    /// Where access tokens come from (none: an open server).
+    /// Where access tokens come from (none: an open server). A source that names its server
+    /// (every token source of this library does) must name this client's: [`build`] refuses
+    /// another, since where credentials go is a security property (P6).
+    ///
+    /// [`build`]: FhirClientBuilder::build
     pub fn auth(mut self, provider: impl AccessTokenProvider + 'static) -> Self {
         self.auth = Some(SharedAccessTokenProvider::new(provider));
-        self
-    }
-
-    /// Where access tokens come from, already shared.
-    pub fn shared_auth(mut self, provider: SharedAccessTokenProvider) -> Self {
-        self.auth = Some(provider);
         self
     }
 
@@ -224,16 +211,26 @@ impl FhirClientBuilder {
     }
 
     /// Builds the client.
+    ///
+    /// Fails when the token source is bound to another FHIR server than this client's.
     pub fn build(self) -> Result<FhirClient, FhirError> {
-        let (http, hyper) = match self.http {
-            Some(h) => (h, self.hyper),
-            None => {
-                let hyper = HyperHttpClient::builder()
+        if let Some(bound) = self.auth.as_ref().and_then(|a| a.fhir_base()) {
+            if bound != &self.base {
+                return Err(FhirError::Config(format!(
+                    "the token source is for {bound}, not for this client's server {}",
+                    self.base
+                )));
+            }
+        }
+        let from_source = self.auth.as_ref().and_then(|a| a.http_client()).cloned();
+        let http = match self.http.or(from_source) {
+            Some(h) => h,
+            None => SharedHttpClient::new(
+                HyperHttpClient::builder()
                     .insecure_http(self.base.insecure_http())
                     .build()
-                    .map_err(|e| FhirError::Config(e.to_string()))?;
-                (SharedHttpClient::new(hyper.clone()), Some(hyper))
-            }
+                    .map_err(|e| FhirError::Config(e.to_string()))?,
+            ),
         };
         let accept = HeaderValue::from_static(self.version.media_type());
         let prefer = match self.prefer {
@@ -248,7 +245,6 @@ impl FhirClientBuilder {
                 origin: BaseOrigin::of(&self.base),
                 base: self.base,
                 http,
-                hyper,
                 auth: self.auth,
                 bearer: BearerCache::default(),
                 version: self.version,
@@ -278,8 +274,6 @@ struct Inner {
     /// The base's origin, to check request URIs against without parsing them (P6).
     origin: BaseOrigin,
     http: SharedHttpClient,
-    /// `http` itself when it is a [`HyperHttpClient`]: called directly, without boxed futures.
-    hyper: Option<HyperHttpClient>,
     auth: Option<SharedAccessTokenProvider>,
     /// The `Authorization` value for the token the provider returned last.
     bearer: BearerCache,
@@ -294,12 +288,32 @@ struct Inner {
 }
 
 impl FhirClient {
+    /// A builder for a client of the server a token source is for, with its tokens and its
+    /// transport (one connection pool for tokens and FHIR requests).
+    ///
+    /// Fails when the source names no server (a [`StaticTokenProvider`] not bound with
+    /// [`StaticTokenProvider::for_fhir_base`]).
+    ///
+    /// [`StaticTokenProvider`]: smart_fhir_core::StaticTokenProvider
+    /// [`StaticTokenProvider::for_fhir_base`]: smart_fhir_core::StaticTokenProvider::for_fhir_base
+    pub fn for_token_source(
+        provider: impl AccessTokenProvider + 'static,
+    ) -> Result<FhirClientBuilder, FhirError> {
+        let provider = SharedAccessTokenProvider::new(provider);
+        let base = provider
+            .fhir_base()
+            .cloned()
+            .ok_or_else(|| FhirError::Config("the token source names no FHIR server".to_owned()))?;
+        let mut builder = Self::builder(base);
+        builder.auth = Some(provider);
+        Ok(builder)
+    }
+
     /// A builder for a client of the server at `base`.
     pub fn builder(base: FhirBaseUrl) -> FhirClientBuilder {
         FhirClientBuilder {
             base,
             http: None,
-            hyper: None,
             auth: None,
             version: FhirVersion::default(),
             prefer: None,
@@ -392,23 +406,9 @@ impl FhirClient {
         options: &RequestOptions,
         line: &RequestLine,
     ) -> Result<http::Response<Bytes>, FhirError> {
-        match &self.inner.hyper {
-            Some(hyper) => {
-                let limits = Limits {
-                    max_response_bytes: Some(self.max_response_bytes(options)),
-                    timeout: self.timeout(options),
-                };
-                self.send_with(request, options, line, false, |r| {
-                    hyper.exchange_with(r, limits)
-                })
-                .await
-            }
-            None => {
-                let http = &self.inner.http;
-                self.send_with(request, options, line, true, |r| http.execute(r))
-                    .await
-            }
-        }
+        let http = &self.inner.http;
+        self.send_with(request, options, line, |r| http.execute(r))
+            .await
     }
 
     /// As [`FhirClient::send`], but the body is read chunk by chunk (large downloads).
@@ -419,7 +419,7 @@ impl FhirClient {
     ) -> Result<http::Response<StreamingBody>, FhirError> {
         let line = RequestLine::new(request.method(), request.uri());
         let http = &self.inner.http;
-        self.send_with(request, options, &line, true, |r| http.execute_streaming(r))
+        self.send_with(request, options, &line, |r| http.execute_streaming(r))
             .await
     }
 
@@ -467,7 +467,6 @@ impl FhirClient {
         request: http::Request<Bytes>,
         options: &RequestOptions,
         line: &RequestLine,
-        with_extensions: bool,
         exec: F,
     ) -> Result<http::Response<B>, FhirError>
     where
@@ -515,12 +514,10 @@ impl FhirClient {
             if let Some(v) = authorization {
                 request.headers_mut().insert(AUTHORIZATION, v);
             }
-            if with_extensions {
-                let extensions = request.extensions_mut();
-                extensions.insert(max_response_bytes);
-                if let Some(t) = timeout {
-                    extensions.insert(t);
-                }
+            let extensions = request.extensions_mut();
+            extensions.insert(max_response_bytes);
+            if let Some(t) = timeout {
+                extensions.insert(t);
             }
             let response = match exec(request).await {
                 Ok(r) => r,

@@ -441,7 +441,6 @@ impl FhirClient {
                 base: i.base.clone(),
                 origin: i.origin.clone(),
                 http: i.http.clone(),
-                hyper: i.hyper.clone(),
                 auth: i.auth.clone(),
                 bearer: BearerCache::default(),
                 version: i.version,

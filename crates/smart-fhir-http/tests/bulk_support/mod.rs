@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use smart_fhir_core::{
     AccessToken, ChunkStream, FhirBaseUrl, HttpClient, HttpError, HttpErrorKind, StreamingBody,
 };
+use smart_fhir_core::{AccessTokenProvider, ProviderError};
 use smart_fhir_http::{FhirClient, FhirClientBuilder};
-use smart_fhir_store::{AccessTokenProvider, ProviderError};
 
 pub const BASE: &str = "https://ehr.example/fhir";
 pub const STATUS: &str = "https://ehr.example/fhir/bulk-status/42";

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use smart_fhir_core::{AccessToken, FhirBaseUrl, HttpClient, HttpError, HttpErrorKind};
+use smart_fhir_core::{AccessTokenProvider, ProviderError};
 use smart_fhir_http::{FhirClient, FhirClientBuilder, RetryPolicy};
-use smart_fhir_store::{AccessTokenProvider, ProviderError};
 
 pub const BASE: &str = "https://ehr.example/fhir";
 

@@ -317,33 +317,15 @@ impl LaunchClientConfigBuilder {
         self
     }
 
-    /// The session store, already shared.
-    pub fn shared_session_store(mut self, store: SharedSessionStore) -> Self {
-        self.store = Some(store);
-        self
-    }
-
     /// The clock (default: the system clock).
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Some(SharedClock::new(clock));
         self
     }
 
-    /// The clock, already shared.
-    pub fn shared_clock(mut self, clock: SharedClock) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
     /// The transport (required): usually `smart_fhir_http::HyperHttpClient`.
     pub fn http_client(mut self, http: impl HttpClient + 'static) -> Self {
         self.http = Some(SharedHttpClient::new(http));
-        self
-    }
-
-    /// The transport, already shared.
-    pub fn shared_http_client(mut self, http: SharedHttpClient) -> Self {
-        self.http = Some(http);
         self
     }
 

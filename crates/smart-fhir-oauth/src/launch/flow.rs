@@ -185,7 +185,7 @@ impl fmt::Debug for Launched {
 ///         .scope("launch openid fhirUser offline_access patient/*.rs")
 ///         .issuer_policy(IssuerPolicy::allow_list([FhirBaseUrl::parse("https://ehr.example/fhir")?]))
 ///         .landing_url("https://app.example/")
-///         .shared_http_client(http)
+///         .http_client(http)
 ///         .build()?,
 /// );
 ///

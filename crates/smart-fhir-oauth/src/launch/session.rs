@@ -8,13 +8,11 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use smart_fhir_core::{AccessToken, Clock, FhirBaseUrl, RefreshToken, Url};
+use smart_fhir_core::{AccessTokenProvider, ProviderError, ProviderErrorKind, SharedHttpClient};
 use smart_fhir_jwt::Algorithm;
 use smart_fhir_pkce::State;
 use smart_fhir_scopes::{ScopeDiff, ScopeSet};
-use smart_fhir_store::{
-    AccessTokenProvider, FhirContextItem, LaunchContext, ProviderError, ProviderErrorKind,
-    SessionStore, StoredToken,
-};
+use smart_fhir_store::{FhirContextItem, LaunchContext, SessionStore, StoredToken};
 use tokio::sync::OnceCell;
 
 use crate::error::{OAuthError, OAuthErrorCode};
@@ -140,6 +138,8 @@ pub struct SessionClient {
 struct SessionInner {
     app: AppLaunch,
     session_id: String,
+    /// The session's FHIR server, fixed at launch (refreshes never change it).
+    fhir_base: FhirBaseUrl,
     state: RwLock<Arc<SessionState>>,
 }
 
@@ -160,6 +160,7 @@ impl SessionClient {
             inner: Arc::new(SessionInner {
                 app,
                 session_id,
+                fhir_base: state.fhir_base.clone(),
                 state: RwLock::new(Arc::new(state)),
             }),
         }
@@ -175,7 +176,7 @@ impl SessionClient {
 
     /// The FHIR server of this session.
     pub fn fhir_base(&self) -> FhirBaseUrl {
-        self.current().fhir_base.clone()
+        self.inner.fhir_base.clone()
     }
 
     /// The whole launch context.
@@ -311,6 +312,14 @@ impl AccessTokenProvider for SessionClient {
 
     async fn token_rejected(&self, token: &AccessToken) {
         SessionClient::token_rejected(self, token).await;
+    }
+
+    fn fhir_base(&self) -> Option<&FhirBaseUrl> {
+        Some(&self.inner.fhir_base)
+    }
+
+    fn http_client(&self) -> Option<&SharedHttpClient> {
+        Some(&self.inner.app.inner.config.http)
     }
 }
 

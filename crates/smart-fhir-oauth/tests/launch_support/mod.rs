@@ -272,9 +272,9 @@ impl Setup {
                 [FhirBaseUrl::parse(BASE).unwrap()],
             ))
             .landing_url(LANDING_URL)
-            .shared_session_store(self.store.clone())
+            .session_store(self.store.clone())
             .clock(self.clock.clone())
-            .shared_http_client(self.http.clone())
+            .http_client(self.http.clone())
     }
 
     pub fn app(&self) -> AppLaunch {

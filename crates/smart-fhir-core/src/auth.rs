@@ -1,10 +1,11 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::{AccessToken, FhirBaseUrl, SharedHttpClient};
 use async_trait::async_trait;
-use smart_fhir_core::AccessToken;
 
-use crate::{BoxError, StoreError};
+/// A boxed error that can cross threads: the cause chained behind a [`ProviderError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What the FHIR client asks for an access token before each request.
 ///
@@ -22,6 +23,19 @@ pub trait AccessTokenProvider: Send + Sync + fmt::Debug {
     /// arrives late never discards a newer token. There is no result: the caller can do nothing
     /// about a failure here, and the next `access_token` call reports any real problem.
     async fn token_rejected(&self, token: &AccessToken);
+
+    /// The FHIR server this source's tokens are for, when it knows: a FHIR client for another
+    /// server refuses to use it, since where credentials go is a security property.
+    /// `None` (the default) for a source bound to no server, such as a token obtained elsewhere.
+    fn fhir_base(&self) -> Option<&FhirBaseUrl> {
+        None
+    }
+
+    /// The transport this source talks to its server with, when it has one: a FHIR client built
+    /// from the source shares it (one connection pool).
+    fn http_client(&self) -> Option<&SharedHttpClient> {
+        None
+    }
 }
 
 /// A cheaply cloneable, shared [`AccessTokenProvider`].
@@ -29,8 +43,11 @@ pub trait AccessTokenProvider: Send + Sync + fmt::Debug {
 pub struct SharedAccessTokenProvider(Arc<dyn AccessTokenProvider>);
 
 impl SharedAccessTokenProvider {
-    /// Wraps a provider.
+    /// Wraps a provider; an already shared one is not wrapped again.
     pub fn new(provider: impl AccessTokenProvider + 'static) -> Self {
+        if let Some(shared) = (&provider as &dyn std::any::Any).downcast_ref::<Self>() {
+            return shared.clone();
+        }
         Self(Arc::new(provider))
     }
 
@@ -49,6 +66,14 @@ impl AccessTokenProvider for SharedAccessTokenProvider {
     async fn token_rejected(&self, token: &AccessToken) {
         self.0.token_rejected(token).await;
     }
+
+    fn fhir_base(&self) -> Option<&FhirBaseUrl> {
+        self.0.fhir_base()
+    }
+
+    fn http_client(&self) -> Option<&SharedHttpClient> {
+        self.0.http_client()
+    }
 }
 
 /// A provider that always hands out the same token: for tests, scripts and a token obtained
@@ -57,12 +82,23 @@ impl AccessTokenProvider for SharedAccessTokenProvider {
 #[derive(Debug, Clone)]
 pub struct StaticTokenProvider {
     token: AccessToken,
+    fhir_base: Option<FhirBaseUrl>,
 }
 
 impl StaticTokenProvider {
-    /// A provider of `token`.
+    /// A provider of `token`, bound to no server: the caller answers for where it is sent.
     pub fn new(token: AccessToken) -> Self {
-        Self { token }
+        Self {
+            token,
+            fhir_base: None,
+        }
+    }
+
+    /// Binds the token to the server it was issued for: a FHIR client for another server then
+    /// refuses the provider.
+    pub fn for_fhir_base(mut self, base: FhirBaseUrl) -> Self {
+        self.fhir_base = Some(base);
+        self
     }
 }
 
@@ -73,6 +109,10 @@ impl AccessTokenProvider for StaticTokenProvider {
     }
 
     async fn token_rejected(&self, _token: &AccessToken) {}
+
+    fn fhir_base(&self) -> Option<&FhirBaseUrl> {
+        self.fhir_base.as_ref()
+    }
 }
 
 /// Why an [`AccessTokenProvider`] has no token to give.
@@ -146,13 +186,6 @@ impl ProviderError {
     }
 }
 
-impl From<StoreError> for ProviderError {
-    /// A store failure leaves the provider without a token for now: [`ProviderErrorKind::Unavailable`].
-    fn from(e: StoreError) -> Self {
-        Self::new(ProviderErrorKind::Unavailable, "token store failed").with_source(e)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,15 +222,21 @@ mod tests {
     }
 
     #[test]
-    fn store_errors_become_unavailable_with_the_store_error_as_source() {
-        let e = ProviderError::from(StoreError::backend_message("redis down"));
-        assert_eq!(e.kind(), ProviderErrorKind::Unavailable);
-        assert_eq!(
-            e.to_string(),
-            "access token unavailable: token store failed"
-        );
-        let source = e.source().unwrap();
-        assert!(source.downcast_ref::<StoreError>().is_some());
+    fn sharing_a_shared_provider_does_not_wrap_it_again() {
+        let shared =
+            SharedAccessTokenProvider::new(StaticTokenProvider::new(AccessToken::new("x")));
+        let again = SharedAccessTokenProvider::new(shared.clone());
+        assert!(Arc::ptr_eq(&shared.0, &again.0));
+    }
+
+    #[tokio::test]
+    async fn a_bound_static_provider_names_its_server() {
+        let base = FhirBaseUrl::parse("https://ehr.example/fhir").unwrap();
+        let p = StaticTokenProvider::new(AccessToken::new("x")).for_fhir_base(base.clone());
+        assert_eq!(SharedAccessTokenProvider::new(p).fhir_base(), Some(&base));
+        assert!(StaticTokenProvider::new(AccessToken::new("x"))
+            .fhir_base()
+            .is_none());
     }
 
     #[tokio::test]
