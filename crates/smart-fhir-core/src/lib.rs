@@ -32,6 +32,7 @@
 
 mod auth;
 mod base_url;
+pub mod cache;
 mod clock;
 mod http_client;
 pub mod secret;
@@ -42,6 +43,7 @@ pub use auth::{
     StaticTokenProvider,
 };
 pub use base_url::{check_endpoint_url, is_loopback_host, FhirBaseUrl, InsecureHttp, UrlError};
+pub use cache::{CacheOutcome, Expiring, ExpiringCache, LoadTimedOut};
 pub use clock::{Clock, FixedClock, SharedClock, SystemClock};
 pub use http_client::{
     ChunkStream, HttpClient, HttpError, HttpErrorKind, MaxResponseBytes, RequestTimeout,
