@@ -1,13 +1,14 @@
 use std::fmt;
 
 use serde_json::{Map, Value};
+use smart_fhir_core::text::{display_url, printable};
 use smart_fhir_core::{check_endpoint_url, FhirBaseUrl, UrlError};
 use url::Url;
 
 use crate::capability::{Capability, CapabilitySet};
 use crate::error::DiscoveryError;
 use crate::json::{Fields, LoneString};
-use crate::response::{display_url, parse_json_object};
+use crate::response::parse_json_object;
 
 /// Where a [`SmartConfiguration`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -838,11 +839,7 @@ pub(crate) fn list(items: &[String]) -> String {
     if items.is_empty() {
         return "none".to_owned();
     }
-    let shown: Vec<String> = items
-        .iter()
-        .take(10)
-        .map(|s| crate::response::bounded(s, 60))
-        .collect();
+    let shown: Vec<String> = items.iter().take(10).map(|s| printable(s, 60)).collect();
     let mut text = shown.join(", ");
     if items.len() > 10 {
         text.push_str(&format!(", and {} more", items.len() - 10));

@@ -67,6 +67,7 @@
 #![deny(missing_docs)]
 
 mod cache;
+mod cache_control;
 mod capability;
 mod config;
 mod error;
