@@ -13,6 +13,7 @@ mod fit;
 mod jwks;
 mod metadata;
 mod openid;
+mod trace;
 mod validate;
 mod well_known;
 
