@@ -79,6 +79,7 @@ mod config;
 mod error;
 mod fetch;
 mod fit;
+mod issue;
 mod json;
 mod jwks;
 mod key_error;
@@ -93,12 +94,11 @@ mod tests;
 
 pub use cache::{DiscoveryCache, DiscoveryCacheBuilder, DEFAULT_MAX_ENTRIES, DEFAULT_TTL, MAX_TTL};
 pub use capability::{Capability, CapabilitySet};
-pub use config::{
-    AssociatedEndpoint, ConfigurationSource, SmartConfiguration, Validation, ValidationIssue,
-};
+pub use config::{AssociatedEndpoint, ConfigurationSource, SmartConfiguration, Validation};
 pub use error::{BodyKind, DiscoveryError};
 pub use fetch::{discover, discover_with};
 pub use fit::{ClientAuthMethod, ClientProfile, Fit, FitError, FitNote, GrantKind, LaunchKind};
+pub use issue::ValidationIssue;
 pub use jwks::{
     fetch_jwks, jwks_request, parse_jwks, JwksCache, DEFAULT_JWKS_REFETCH_INTERVAL,
     DEFAULT_JWKS_TTL, MAX_JWKS_TTL, MIN_JWKS_TTL,
