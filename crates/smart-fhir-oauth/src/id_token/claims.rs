@@ -2,6 +2,7 @@
 //! SMART requires (SC-4.33), on the claims of a token whose signature verified, and the
 //! `fhirUser` resolution (SC-4.35, SC-4.36). Each step is one function, in the spec's order.
 
+use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Number, Value};
@@ -10,7 +11,7 @@ use smart_fhir_core::{check_endpoint_url, FhirBaseUrl};
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::{IdTokenClaims, IdTokenError, IdTokenExpectations};
+use super::error::IdTokenError;
 
 /// The resource types a `fhirUser` may name (SC-4.35).
 pub const FHIR_USER_RESOURCE_TYPES: [&str; 5] = [
@@ -20,6 +21,90 @@ pub const FHIR_USER_RESOURCE_TYPES: [&str; 5] = [
     "RelatedPerson",
     "Person",
 ];
+
+/// What an `id_token` must say: who issued it, for which client, with which nonce, and the FHIR
+/// base against which a relative `fhirUser` resolves.
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub struct IdTokenExpectations<'a> {
+    /// The authorization server's issuer (from the SMART configuration), compared exactly with
+    /// `iss`; the keys are found under `{issuer}/.well-known/openid-configuration`.
+    pub issuer: &'a str,
+    /// This client's id, which `aud` must contain.
+    pub client_id: &'a str,
+    /// The nonce sent with the authorization request, if one was: the token must carry it.
+    pub nonce: Option<&'a str>,
+    /// The FHIR base: a relative `fhirUser` resolves against it, and its insecure-HTTP policy
+    /// applies to the issuer and `jwks_uri` URLs.
+    pub fhir_base: &'a FhirBaseUrl,
+}
+
+impl<'a> IdTokenExpectations<'a> {
+    /// Expectations for a token from `issuer` for `client_id`, with the `nonce` sent in the
+    /// authorization request (if any), in a launch against `fhir_base`.
+    pub fn new(
+        issuer: &'a str,
+        client_id: &'a str,
+        nonce: Option<&'a str>,
+        fhir_base: &'a FhirBaseUrl,
+    ) -> Self {
+        Self {
+            issuer,
+            client_id,
+            nonce,
+            fhir_base,
+        }
+    }
+}
+
+impl fmt::Debug for IdTokenExpectations<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdTokenExpectations")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("nonce", &self.nonce.map(|_| "[redacted]"))
+            .field("fhir_base", &self.fhir_base)
+            .finish()
+    }
+}
+
+/// The checked claims of a verified `id_token`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct IdTokenClaims {
+    /// `iss`, equal to the expected issuer.
+    pub issuer: String,
+    /// `sub`.
+    pub subject: String,
+    /// `aud`, as a list (it contains the client id).
+    pub audiences: Vec<String>,
+    /// `exp`.
+    pub expires_at: SystemTime,
+    /// `iat`.
+    pub issued_at: SystemTime,
+    /// `fhirUser` (or the v1 `profile` alias), resolved to an absolute URL (SC-4.35, SC-4.36).
+    pub fhir_user: Option<Url>,
+    /// Every claim of the token, as sent.
+    pub claims: Map<String, Value>,
+}
+
+impl IdTokenClaims {
+    /// The resource type `fhirUser` names (`Patient`, `Practitioner`, …).
+    pub fn fhir_user_resource_type(&self) -> Option<&str> {
+        self.fhir_user
+            .as_ref()
+            .and_then(resource_reference)
+            .map(|(t, _)| t)
+    }
+
+    /// The logical id of the resource `fhirUser` names.
+    pub fn fhir_user_id(&self) -> Option<&str> {
+        self.fhir_user
+            .as_ref()
+            .and_then(resource_reference)
+            .map(|(_, id)| id)
+    }
+}
 
 /// Runs every claim check, in the order of OpenID Connect Core §3.1.3.7, then reads `sub` and
 /// `fhirUser`.

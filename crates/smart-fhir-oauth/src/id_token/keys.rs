@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use smart_fhir_discovery::{Issuer, JwksCache};
 use smart_fhir_jwt::{verify, Algorithm, Jwks, JwtError};
 
-use super::IdTokenError;
+use super::error::IdTokenError;
 
 /// The signature algorithms accepted on an `id_token`: RS256 (which SMART requires, SC-4.34),
 /// RS384, PS384, ES256 and ES384. `none` and the HMAC algorithms are never accepted (P9).

@@ -2,8 +2,11 @@
 //! keys included, is tested through a fake provider in `tests/id_token.rs`; the key fetching
 //! and its cache in `smart-fhir-discovery`.
 
-use serde_json::json;
-use smart_fhir_core::InsecureHttp;
+use std::time::SystemTime;
+
+use serde_json::{json, Map, Value};
+use smart_fhir_core::{FhirBaseUrl, InsecureHttp};
+use url::Url;
 
 use super::claims::{check_claims, from_unix, resolve_fhir_user};
 use super::*;
