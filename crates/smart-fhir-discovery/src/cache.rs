@@ -11,6 +11,7 @@ use crate::config::SmartConfiguration;
 use crate::error::DiscoveryError;
 use crate::fetch::fetch;
 use crate::options::DiscoveryOptions;
+use crate::response::origin;
 
 /// How long a configuration is kept when the response has no `Cache-Control`: 5 minutes.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
@@ -134,7 +135,7 @@ impl DiscoveryCache {
         let mut entry = slot.lock().await;
         if let Some(fresh) = entry.as_ref().and_then(|e| e.fresh(self.clock.now())) {
             tracing::debug!(
-                origin = %base.url().origin().ascii_serialization(),
+                origin = %origin(base.url()),
                 path = base.url().path(),
                 cache = "hit",
                 "SMART configuration from the cache"
@@ -142,7 +143,7 @@ impl DiscoveryCache {
             return Ok(Arc::clone(fresh));
         }
         tracing::debug!(
-            origin = %base.url().origin().ascii_serialization(),
+            origin = %origin(base.url()),
             path = base.url().path(),
             cache = "miss",
             "SMART configuration not cached or expired; discovering"

@@ -9,7 +9,7 @@ use smart_fhir_core::text::printable;
 
 use crate::capability::Capability;
 
-/// One finding of [`SmartConfiguration::validate`].
+/// One finding of [`SmartConfiguration::validate`](crate::SmartConfiguration::validate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ValidationIssue {
