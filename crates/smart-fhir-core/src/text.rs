@@ -2,37 +2,67 @@
 //!
 //! Servers send HTML error pages, control characters and megabytes of body; JSON parse errors
 //! can quote the input, which may be a token or patient data. Every crate formats such text
-//! through these functions, so the rules live in one place.
+//! through these functions, so the rules live in one place. URLs are shown through
+//! [`display_url`], which drops what may be secret or personal (credentials, query, fragment).
 
-/// A bounded, printable rendition of untrusted text: control characters become spaces, at most
-/// `max_chars` characters are kept (a cut is marked with `…`), and surrounding white space is
-/// trimmed.
+/// A bounded, printable rendition of untrusted text: control characters count as white space,
+/// each run of white space collapses to one space, leading and trailing white space goes, and at
+/// most `max_chars` characters are kept (a cut is marked with `…`, never needlessly: text that
+/// fits once collapsed is not cut).
 pub fn printable(text: &str, max_chars: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max_chars)
-        .collect();
-    if text.chars().nth(max_chars).is_some() {
-        out.push('…');
+    let mut out = String::new();
+    let mut count = 0;
+    let mut pending_space = false;
+    for c in text.chars() {
+        if c.is_control() || c.is_whitespace() {
+            pending_space = count > 0;
+            continue;
+        }
+        let needed = if pending_space { 2 } else { 1 };
+        if count + needed > max_chars {
+            out.push('…');
+            return out;
+        }
+        if pending_space {
+            out.push(' ');
+            count += 1;
+            pending_space = false;
+        }
+        out.push(c);
+        count += 1;
     }
-    out.trim().to_owned()
+    out
 }
 
 /// The characters of a body excerpt in error messages.
 pub const EXCERPT_CHARS: usize = 200;
 
-/// A bounded, printable excerpt of a response body (at most [`EXCERPT_CHARS`] characters, read
-/// from at most four bytes a character), for the error when a body is not what was expected.
+/// A bounded, printable excerpt of a response body (see [`printable`]; at most
+/// [`EXCERPT_CHARS`] characters), for the error when a body is not what was expected. At most
+/// eight bytes a character are read (four for the widest character, the rest for white space
+/// that collapses), so a huge body costs no more than a small one.
 pub fn excerpt(body: &[u8]) -> String {
     let head = body
-        .get(..body.len().min(EXCERPT_CHARS * 4))
+        .get(..body.len().min(EXCERPT_CHARS * 8))
         .unwrap_or(body);
     let mut out = printable(&String::from_utf8_lossy(head), EXCERPT_CHARS);
     if head.len() < body.len() && !out.ends_with('…') {
         out.push('…');
     }
     out
+}
+
+/// A URL as shown in errors and logs: scheme, host, port and path only. Credentials, the query
+/// (it can carry patient data or a code) and the fragment are dropped, and the result is
+/// bounded (300 characters).
+pub fn display_url(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    // Both calls fail only for URLs that cannot carry credentials, which then have none.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    printable(shown.as_str(), 300)
 }
 
 /// A JSON parse error described without quoting the input: what went wrong (truncated, not
@@ -98,6 +128,16 @@ mod tests {
         assert_eq!(printable("abc", 3), "abc");
     }
 
+    /// White space collapses, and a cut is never made needlessly or before a space.
+    #[test]
+    fn printable_collapses_white_space_and_cuts_cleanly() {
+        assert_eq!(printable("  ab \n\t cd  ", 10), "ab cd");
+        assert_eq!(printable("abc   ", 3), "abc");
+        assert_eq!(printable("abc d", 4), "abc…");
+        assert_eq!(printable("\u{1b}[31mred", 20), "[31mred");
+        assert_eq!(printable("", 5), "");
+    }
+
     #[test]
     fn excerpt_is_bounded_even_for_huge_bodies() {
         let big = vec![b'x'; 10 * 1024 * 1024];
@@ -105,6 +145,34 @@ mod tests {
         assert_eq!(e.chars().count(), EXCERPT_CHARS + 1);
         assert!(e.ends_with('…'));
         assert_eq!(excerpt(b"short"), "short");
+        // A body cut short of the excerpt's length is still marked as cut.
+        let spaces = [b' '; 4000];
+        assert_eq!(excerpt(&[b"ab".as_slice(), &spaces, b"cd"].concat()), "ab…");
+    }
+
+    /// Moved from discovery: lines collapse, controls go, invalid UTF-8 shows as U+FFFD.
+    #[test]
+    fn excerpt_is_printable_and_marks_the_cut() {
+        let body = format!("line one\r\n\tline\u{7}two {}", "x".repeat(500));
+        let e = excerpt(body.as_bytes());
+        assert!(e.starts_with("line one line two xxx"), "{e}");
+        assert!(e.chars().all(|c| !c.is_control()));
+        assert_eq!(e.chars().count(), EXCERPT_CHARS + 1);
+        assert!(e.ends_with('…'));
+        assert_eq!(excerpt(b"  short  "), "short");
+        assert_eq!(excerpt(b"\xff\xfe bad utf8"), "\u{fffd}\u{fffd} bad utf8");
+    }
+
+    /// P5: a URL in an error shows no credentials, query or fragment.
+    #[test]
+    fn p5_display_url_drops_credentials_query_and_fragment() {
+        let url =
+            url::Url::parse("https://u:pw@ehr.example:8443/fhir/metadata?patient=123#x").unwrap();
+        assert_eq!(display_url(&url), "https://ehr.example:8443/fhir/metadata");
+        let long = url::Url::parse(&format!("https://a.example/{}", "p".repeat(500))).unwrap();
+        assert_eq!(display_url(&long).chars().count(), 301);
+        let urn = url::Url::parse("urn:uuid:4b4f1d6a?x=1").unwrap();
+        assert_eq!(display_url(&urn), "urn:uuid:4b4f1d6a");
     }
 
     /// P5: no input value is quoted, whatever serde's message looks like.

@@ -6,11 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use smart_fhir_core::{Clock, FhirBaseUrl, SharedClock, SharedHttpClient};
 
+use crate::cache_control::{Expiring, TtlPolicy};
 use crate::config::SmartConfiguration;
 use crate::error::DiscoveryError;
 use crate::fetch::fetch;
 use crate::options::DiscoveryOptions;
-use crate::response::CacheDirective;
+use crate::response::origin;
 
 /// How long a configuration is kept when the response has no `Cache-Control`: 5 minutes.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
@@ -19,13 +20,7 @@ pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// How many bases are remembered by default.
 pub const DEFAULT_MAX_ENTRIES: usize = 256;
 
-#[derive(Debug)]
-struct Entry {
-    config: Arc<SmartConfiguration>,
-    expires_at: SystemTime,
-}
-
-type Slot = Arc<tokio::sync::Mutex<Option<Entry>>>;
+type Slot = Arc<tokio::sync::Mutex<Option<Expiring<SmartConfiguration>>>>;
 
 /// Discovered configurations, keyed by FHIR base URL (with its insecure-HTTP policy).
 ///
@@ -55,8 +50,7 @@ pub struct DiscoveryCache {
     client: SharedHttpClient,
     clock: SharedClock,
     options: DiscoveryOptions,
-    default_ttl: Duration,
-    max_ttl: Duration,
+    ttl: TtlPolicy,
     max_entries: usize,
     slots: Mutex<HashMap<FhirBaseUrl, Slot>>,
 }
@@ -110,8 +104,11 @@ impl DiscoveryCacheBuilder {
             client: self.client,
             clock: self.clock,
             options: self.options,
-            default_ttl: self.default_ttl.min(self.max_ttl),
-            max_ttl: self.max_ttl,
+            ttl: TtlPolicy {
+                default: self.default_ttl.min(self.max_ttl),
+                min: Duration::ZERO,
+                max: self.max_ttl,
+            },
             max_entries: self.max_entries,
             slots: Mutex::new(HashMap::new()),
         }
@@ -136,21 +133,29 @@ impl DiscoveryCache {
     pub async fn get(&self, base: &FhirBaseUrl) -> Result<Arc<SmartConfiguration>, DiscoveryError> {
         let slot = self.slot(base);
         let mut entry = slot.lock().await;
-        if let Some(fresh) = entry.as_ref().filter(|e| self.clock.now() < e.expires_at) {
-            return Ok(Arc::clone(&fresh.config));
+        if let Some(fresh) = entry.as_ref().and_then(|e| e.fresh(self.clock.now())) {
+            tracing::debug!(
+                origin = %origin(base.url()),
+                path = base.url().path(),
+                cache = "hit",
+                "SMART configuration from the cache"
+            );
+            return Ok(Arc::clone(fresh));
         }
+        tracing::debug!(
+            origin = %origin(base.url()),
+            path = base.url().path(),
+            cache = "miss",
+            "SMART configuration not cached or expired; discovering"
+        );
         *entry = None;
         let (config, directive) = fetch(&self.client, base, &self.options).await?;
         let config = Arc::new(config);
-        if let Some(expires_at) = self
-            .lifetime(directive)
-            .and_then(|ttl| self.clock.now().checked_add(ttl))
-        {
-            *entry = Some(Entry {
-                config: Arc::clone(&config),
-                expires_at,
-            });
-        }
+        *entry = Expiring::new(
+            Arc::clone(&config),
+            self.clock.now(),
+            self.ttl.ttl(directive),
+        );
         Ok(config)
     }
 
@@ -211,16 +216,5 @@ impl DiscoveryCache {
                 break;
             }
         }
-    }
-
-    /// How long to keep a response with this directive, if at all.
-    fn lifetime(&self, directive: CacheDirective) -> Option<Duration> {
-        let ttl = match directive {
-            CacheDirective::NoStore => return None,
-            CacheDirective::MaxAge(age) => age,
-            CacheDirective::Default => self.default_ttl,
-        }
-        .min(self.max_ttl);
-        (!ttl.is_zero()).then_some(ttl)
     }
 }

@@ -2,8 +2,8 @@ use std::fmt;
 
 use smart_fhir_core::{HttpError, UrlError};
 
-use crate::config::ValidationIssue;
 use crate::fit::FitError;
+use crate::issue::ValidationIssue;
 
 /// Everything that can go wrong while discovering, parsing or checking a server's SMART
 /// configuration.

@@ -1,13 +1,15 @@
 //! The I/O half: one request through [`HttpClient`], then the sans-IO parsers.
 
 use bytes::Bytes;
+use smart_fhir_core::text::display_url;
 use smart_fhir_core::{FhirBaseUrl, HttpClient};
 
+use crate::cache_control::{cache_directive, CacheDirective};
 use crate::config::SmartConfiguration;
 use crate::error::{BodyKind, DiscoveryError};
 use crate::metadata::{capability_statement_request_with, parse_capability_statement};
 use crate::options::DiscoveryOptions;
-use crate::response::{cache_directive, display_url, sniff_not_json, CacheDirective};
+use crate::response::{origin, send, sniff_not_json};
 use crate::well_known::{parse_smart_configuration, smart_configuration_request_with};
 
 /// Discovers the SMART configuration of `base` with default [`DiscoveryOptions`]: GET
@@ -52,8 +54,7 @@ pub(crate) async fn fetch(
 ) -> Result<(SmartConfiguration, CacheDirective), DiscoveryError> {
     let request = smart_configuration_request_with(base, options)?;
     let url = base.smart_configuration_url();
-    let response = client
-        .execute(request)
+    let response = send(client, request, &url, "SMART configuration")
         .await
         .map_err(|source| DiscoveryError::Http {
             url: display_url(&url),
@@ -70,6 +71,12 @@ pub(crate) async fn fetch(
         return parse_smart_configuration(base, response).map(|c| (c, directive));
     };
 
+    tracing::info!(
+        origin = %origin(&url),
+        path = url.path(),
+        reason = %reason,
+        "no .well-known/smart-configuration; falling back to the CapabilityStatement"
+    );
     match fetch_capability_statement(client, base, options).await {
         Ok(found) => Ok(found),
         Err(fallback) => Err(DiscoveryError::NoConfiguration {
@@ -86,11 +93,11 @@ async fn fetch_capability_statement(
     options: &DiscoveryOptions,
 ) -> Result<(SmartConfiguration, CacheDirective), DiscoveryError> {
     let request = capability_statement_request_with(base, options)?;
-    let response = client
-        .execute(request)
+    let url = base.metadata_url();
+    let response = send(client, request, &url, "CapabilityStatement")
         .await
         .map_err(|source| DiscoveryError::Http {
-            url: display_url(&base.metadata_url()),
+            url: display_url(&url),
             source,
         })?;
     let directive = cache_directive(response.headers());

@@ -14,6 +14,12 @@
 //!   algorithm to sign with (SC-1.13).
 //! * The deprecated CapabilityStatement path (SC-1.16, SC-1.17) when `.well-known` is not
 //!   served.
+//! * OpenID Connect: an issuer's configuration ([`fetch_openid_configuration`]) and its keys
+//!   ([`fetch_jwks`]), kept per issuer by [`JwksCache`] for their `Cache-Control` lifetime and
+//!   refetched (rate-limited) when a token names an unknown key (SC-4.34).
+//!
+//! Every fetch and cache decision is a `tracing` event (origin, path, status, duration, cache
+//! hit or miss); none carries a query string, a header value or a body.
 //!
 //! ```no_run
 //! use smart_fhir_core::{FhirBaseUrl, SharedHttpClient};
@@ -67,13 +73,18 @@
 #![deny(missing_docs)]
 
 mod cache;
+mod cache_control;
 mod capability;
 mod config;
 mod error;
 mod fetch;
 mod fit;
+mod issue;
 mod json;
+mod jwks;
+mod key_error;
 mod metadata;
+mod openid;
 mod options;
 mod response;
 mod well_known;
@@ -83,15 +94,23 @@ mod tests;
 
 pub use cache::{DiscoveryCache, DiscoveryCacheBuilder, DEFAULT_MAX_ENTRIES, DEFAULT_TTL, MAX_TTL};
 pub use capability::{Capability, CapabilitySet};
-pub use config::{
-    AssociatedEndpoint, ConfigurationSource, SmartConfiguration, Validation, ValidationIssue,
-};
+pub use config::{AssociatedEndpoint, ConfigurationSource, SmartConfiguration, Validation};
 pub use error::{BodyKind, DiscoveryError};
 pub use fetch::{discover, discover_with};
 pub use fit::{ClientAuthMethod, ClientProfile, Fit, FitError, FitNote, GrantKind, LaunchKind};
+pub use issue::ValidationIssue;
+pub use jwks::{
+    fetch_jwks, jwks_request, parse_jwks, JwksCache, DEFAULT_JWKS_REFETCH_INTERVAL,
+    DEFAULT_JWKS_TTL, MAX_JWKS_TTL, MIN_JWKS_TTL,
+};
+pub use key_error::{KeyDiscoveryError, KeyDocument, KeyFetchError};
 pub use metadata::{
     capability_statement_request, capability_statement_request_with, parse_capability_statement,
     METADATA_ACCEPT, OAUTH_URIS_EXTENSION, SECURITY_SERVICE_SYSTEMS,
+};
+pub use openid::{
+    fetch_openid_configuration, openid_configuration_request, parse_openid_configuration, Issuer,
+    OpenIdConfiguration, KEY_FETCH_TIMEOUT, MAX_OPENID_CONFIGURATION_BYTES,
 };
 pub use options::{DiscoveryOptions, DEFAULT_MAX_RESPONSE_BYTES};
 pub use well_known::{

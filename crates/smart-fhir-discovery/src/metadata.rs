@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
+use smart_fhir_core::text::{display_url, printable};
 use smart_fhir_core::FhirBaseUrl;
 use url::Url;
 
@@ -11,7 +12,7 @@ use crate::config::{resolve_endpoint, ConfigurationSource, SmartConfiguration};
 use crate::error::DiscoveryError;
 use crate::json::Fields;
 use crate::options::DiscoveryOptions;
-use crate::response::{bounded, display_url, get_request, json_object};
+use crate::response::{get_request, json_object};
 
 /// The URL of the SMART `oauth-uris` extension. A `|version` suffix is ignored when matching
 /// (SC-1.17).
@@ -88,7 +89,7 @@ pub(crate) fn from_capability_statement(
     if resource_type != "CapabilityStatement" && resource_type != "Conformance" {
         return Err(DiscoveryError::NotCapabilityStatement {
             url: shown.clone(),
-            found: bounded(resource_type, 64),
+            found: printable(resource_type, 64),
         });
     }
 

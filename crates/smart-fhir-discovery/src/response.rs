@@ -1,66 +1,13 @@
-//! Shared handling of discovery responses: status, body sniffing, JSON, excerpts and
-//! `Cache-Control`.
-
-use std::time::Duration;
+//! Shared handling of discovery responses: requests, status, body sniffing and JSON.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
-use smart_fhir_core::{MaxResponseBytes, RequestTimeout};
+use smart_fhir_core::text::{describe_json_error, display_url, excerpt, printable};
+use smart_fhir_core::{HttpClient, HttpError, MaxResponseBytes, RequestTimeout};
 use url::Url;
 
 use crate::error::{BodyKind, DiscoveryError};
 use crate::options::DiscoveryOptions;
-
-/// Longest excerpt of a response body kept in an error, in characters.
-pub(crate) const EXCERPT_CHARS: usize = 200;
-
-/// A URL as shown in errors: no credentials, no query (it could carry patient data), no
-/// fragment, bounded.
-pub(crate) fn display_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    // Neither call can fail on a URL with a host; without one there is nothing to strip.
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
-    shown.set_fragment(None);
-    bounded(shown.as_str(), 300)
-}
-
-/// A printable excerpt of untrusted text: control characters become spaces, runs of whitespace
-/// collapse, leading and trailing whitespace goes, at most `max` characters, with `…` when cut.
-pub(crate) fn bounded(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    let mut count = 0;
-    let mut pending_space = false;
-    for c in text.chars() {
-        if c.is_control() || c.is_whitespace() {
-            pending_space = count > 0;
-            continue;
-        }
-        let needed = if pending_space { 2 } else { 1 };
-        if count + needed > max {
-            out.push('…');
-            return out;
-        }
-        if pending_space {
-            out.push(' ');
-            count += 1;
-            pending_space = false;
-        }
-        out.push(c);
-        count += 1;
-    }
-    out
-}
-
-/// An excerpt of a response body (at most [`EXCERPT_CHARS`] characters).
-pub(crate) fn excerpt(body: &[u8]) -> String {
-    // Four bytes per character at most, plus room for collapsed whitespace.
-    let head = body
-        .get(..body.len().min(EXCERPT_CHARS * 8))
-        .unwrap_or(body);
-    bounded(&String::from_utf8_lossy(head), EXCERPT_CHARS)
-}
 
 /// The body without a UTF-8 byte order mark and without leading whitespace.
 fn trimmed_body(body: &[u8]) -> &[u8] {
@@ -112,7 +59,7 @@ pub(crate) fn json_object(
             .and_then(|v| v.to_str().ok())
             .map(|l| match url.join(l) {
                 Ok(target) => display_url(&target),
-                Err(_) => bounded(l.split(['?', '#']).next().unwrap_or_default(), 300),
+                Err(_) => printable(l.split(['?', '#']).next().unwrap_or_default(), 300),
             });
         return Err(DiscoveryError::Redirect {
             url: display_url(url),
@@ -151,22 +98,46 @@ pub(crate) fn parse_json_object(
         }),
         Err(e) => Err(DiscoveryError::InvalidJson {
             url: display_url(url),
-            detail: json_error_detail(&e),
+            detail: describe_json_error(&e),
         }),
     }
 }
 
-/// A parser message with position. `serde_json` does not quote the input in syntax errors, so
-/// the message carries no server data beyond the position.
-fn json_error_detail(e: &serde_json::Error) -> String {
-    match e.classify() {
-        serde_json::error::Category::Eof => format!(
-            "truncated: the document ends early (line {} column {})",
-            e.line(),
-            e.column()
+/// The origin of `url` (`https://host:port`), for log events.
+pub(crate) fn origin(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// Sends `request` for `document` (e.g. "SMART configuration") at `url` and logs the exchange:
+/// origin, path, status and duration, never the query, a header or the body.
+pub(crate) async fn send(
+    client: &dyn HttpClient,
+    request: http::Request<Bytes>,
+    url: &Url,
+    document: &'static str,
+) -> Result<http::Response<Bytes>, HttpError> {
+    let started = std::time::Instant::now();
+    let result = client.execute(request).await;
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match &result {
+        Ok(response) => tracing::debug!(
+            document,
+            origin = %origin(url),
+            path = url.path(),
+            status = response.status().as_u16(),
+            duration_ms,
+            "fetched"
         ),
-        _ => e.to_string(),
+        Err(e) => tracing::debug!(
+            document,
+            origin = %origin(url),
+            path = url.path(),
+            error_kind = ?e.kind(),
+            duration_ms,
+            "fetch failed"
+        ),
     }
+    result
 }
 
 /// Builds a `GET` request for `url` with `accept`, carrying the size bound and timeout from
@@ -195,62 +166,9 @@ pub(crate) fn get_request(
     Ok(request)
 }
 
-/// What a response's `Cache-Control` says about keeping it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CacheDirective {
-    /// No usable directive: the cache's default lifetime applies.
-    Default,
-    /// `no-store` or `no-cache`: do not keep it.
-    NoStore,
-    /// `max-age=N`.
-    MaxAge(Duration),
-}
-
-/// Reads every `Cache-Control` header (names compare case-insensitively, SC-1.4). `no-store`
-/// and `no-cache` win over `max-age`; `no-cache` is treated as `no-store` because this cache
-/// does not revalidate. A malformed `max-age` is ignored.
-pub(crate) fn cache_directive(headers: &http::HeaderMap) -> CacheDirective {
-    let mut max_age = None;
-    for value in headers.get_all(http::header::CACHE_CONTROL) {
-        let Ok(value) = value.to_str() else { continue };
-        for directive in value.split(',') {
-            let directive = directive.trim();
-            let (name, arg) = match directive.split_once('=') {
-                Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
-                None => (directive, None),
-            };
-            if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
-                return CacheDirective::NoStore;
-            }
-            if name.eq_ignore_ascii_case("max-age") {
-                if let Some(secs) = arg.and_then(|a| a.parse::<u64>().ok()) {
-                    // The first valid max-age counts, as RFC 9111 §4.2.1 advises for duplicates.
-                    max_age.get_or_insert(secs);
-                }
-            }
-        }
-    }
-    match max_age {
-        Some(secs) => CacheDirective::MaxAge(Duration::from_secs(secs)),
-        None => CacheDirective::Default,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn excerpt_is_bounded_printable_and_marks_the_cut() {
-        let body = format!("line one\r\n\tline\u{7}two {}", "x".repeat(500));
-        let e = excerpt(body.as_bytes());
-        assert!(e.starts_with("line one line two xxx"), "{e}");
-        assert!(e.chars().all(|c| !c.is_control()));
-        assert_eq!(e.chars().count(), EXCERPT_CHARS + 1);
-        assert!(e.ends_with('…'));
-        assert_eq!(excerpt(b"  short  "), "short");
-        assert_eq!(excerpt(b"\xff\xfe bad utf8"), "\u{fffd}\u{fffd} bad utf8");
-    }
 
     #[test]
     fn sniffing_tells_html_xml_and_empty_apart() {
@@ -301,36 +219,5 @@ mod tests {
             parse_json_object(&url, deep.as_bytes()),
             Err(DiscoveryError::InvalidJson { .. })
         ));
-    }
-
-    #[test]
-    fn sc_1_4_cache_control_is_read_case_insensitively() {
-        let mut h = http::HeaderMap::new();
-        assert_eq!(cache_directive(&h), CacheDirective::Default);
-        h.insert("Cache-Control", "public, MAX-AGE=\"600\"".parse().unwrap());
-        assert_eq!(
-            cache_directive(&h),
-            CacheDirective::MaxAge(Duration::from_secs(600))
-        );
-        h.append("cache-control", "No-Store".parse().unwrap());
-        assert_eq!(cache_directive(&h), CacheDirective::NoStore);
-        let mut bad = http::HeaderMap::new();
-        bad.insert("cache-control", "max-age=soon, private".parse().unwrap());
-        assert_eq!(cache_directive(&bad), CacheDirective::Default);
-    }
-
-    #[test]
-    fn display_url_drops_credentials_query_and_fragment() {
-        let url = Url::parse("https://u:pw@ehr.example/fhir/metadata?patient=123#x").unwrap();
-        assert_eq!(display_url(&url), "https://ehr.example/fhir/metadata");
-    }
-
-    #[test]
-    fn bounded_text_never_ends_in_whitespace_or_cuts_needlessly() {
-        assert_eq!(bounded("  ab \n\t cd  ", 10), "ab cd");
-        assert_eq!(bounded("abc   ", 3), "abc");
-        assert_eq!(bounded("abc d", 4), "abc…");
-        assert_eq!(bounded("abcdef", 3), "abc…");
-        assert_eq!(bounded("\u{1b}[31mred", 20), "[31mred");
     }
 }

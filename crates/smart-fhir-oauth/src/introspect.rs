@@ -22,6 +22,7 @@ use url::form_urlencoded;
 use url::Url;
 
 use crate::error::OAuthError;
+use crate::id_token::claims::numeric_date_seconds;
 use crate::token::{describe_json_error, form_post, looks_like_html, parse_error_body};
 
 /// The `token_type_hint` of RFC 7009 §2.1 and RFC 7662 §2.1.
@@ -388,13 +389,7 @@ pub fn parse_introspection_response(
 
 /// A NumericDate (whole or fractional seconds since the epoch) as a time.
 fn numeric_date(n: &serde_json::Number) -> Option<SystemTime> {
-    let secs = match (n.as_u64(), n.as_f64()) {
-        (Some(secs), _) => secs,
-        // Truncation is the intent: NumericDate allows fractions of a second.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        (None, Some(f)) if (0.0..1.8e19).contains(&f) => f as u64,
-        _ => return None,
-    };
+    let secs = numeric_date_seconds(n)?;
     SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 

@@ -10,7 +10,10 @@ use smart_fhir_core::{FhirBaseUrl, HttpClient, HttpError, HttpErrorKind, MaxResp
 
 mod cache;
 mod fit;
+mod jwks;
 mod metadata;
+mod openid;
+mod trace;
 mod validate;
 mod well_known;
 
@@ -100,6 +103,8 @@ impl HttpClient for FakeServer {
             assert_eq!(accept, "application/json", "SC-1.3");
         } else if url.ends_with("/metadata") {
             assert!(accept.starts_with("application/fhir+json"), "{accept}");
+        } else if url.ends_with("/.well-known/openid-configuration") || url.contains("jwks") {
+            assert_eq!(accept, "application/json", "SC-4.34");
         } else {
             panic!("unexpected request to {url}");
         }

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use serde_json::json;
+use smart_fhir_core::text::display_url;
 use smart_fhir_core::{Clock, FhirBaseUrl, HttpClient, InsecureHttp, PkceCodeVerifier, Url};
 use smart_fhir_discovery::{ClientProfile, LaunchKind, SmartConfiguration};
 use smart_fhir_jwt::{Algorithm, AssertionSigner, ClientAssertion};
@@ -61,21 +62,15 @@ impl fmt::Debug for AuthorizeRequest {
         match self {
             Self::Redirect(url) => f
                 .debug_tuple("Redirect")
-                .field(&format_args!("{}?[…]", url_without_query(url)))
+                .field(&format_args!("{}?[…]", display_url(url)))
                 .finish(),
             Self::FormPost { action, fields } => f
                 .debug_struct("FormPost")
-                .field("action", &url_without_query(action))
+                .field("action", &display_url(action))
                 .field("fields", &fields.iter().map(|(k, _)| k).collect::<Vec<_>>())
                 .finish(),
         }
     }
-}
-
-fn url_without_query(url: &Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.to_string()
 }
 
 impl AuthorizeRequest {
