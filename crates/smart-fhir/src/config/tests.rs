@@ -348,6 +348,8 @@ fn each_use_names_the_variables_it_lacks() {
     assert_eq!(named(launch.app_launch_config().map(drop)), REDIRECT_URI);
 }
 
+// Builds a transport, which needs a crypto provider.
+#[cfg(feature = "rustls-ring")]
 #[test]
 fn backend_services_is_built_for_the_configured_server() {
     let pem = pem();
@@ -366,6 +368,8 @@ fn backend_services_is_built_for_the_configured_server() {
     assert_eq!(fhir.base().as_str(), BASE);
 }
 
+// Builds a transport, which needs a crypto provider.
+#[cfg(feature = "rustls-ring")]
 /// SC-4.3, P1: the App Launch configuration allows the configured server as the only issuer.
 #[tokio::test]
 async fn app_launch_config_is_prefilled_and_allows_only_the_configured_issuer_sc_4_3() {
@@ -403,6 +407,8 @@ async fn app_launch_config_is_prefilled_and_allows_only_the_configured_issuer_sc
     );
 }
 
+// Builds a transport, which needs a crypto provider.
+#[cfg(feature = "rustls-ring")]
 #[test]
 fn app_launch_uses_the_key_when_there_is_one() {
     let pem = pem();
