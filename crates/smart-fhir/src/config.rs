@@ -65,8 +65,9 @@ pub const VARIABLES: [&str; 11] = [
     INSECURE_HTTP,
 ];
 
-/// Why a configuration could not be read. Every variant names the variable (with its prefix);
-/// none shows a variable's value.
+/// Why a configuration could not be read. Every variant but
+/// [`InvalidPrefix`](ConfigError::InvalidPrefix) names the variable, with its prefix; none shows a
+/// variable's value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {

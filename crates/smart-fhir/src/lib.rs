@@ -73,9 +73,11 @@
 //!
 //! With neither root feature, a transport trusts only the certificates added with
 //! [`add_root_certificate_pem`](http::HyperHttpClientBuilder::add_root_certificate_pem) (a
-//! private PKI). `tracing` spans and events are always compiled in; they cost nothing without a
-//! subscriber. The lower crates have no default features of their own: depend on this crate with
-//! `default-features = false` and pick the features above to change the TLS set-up.
+//! private PKI). The lower crates have no default features of their own: depend on this crate
+//! with `default-features = false` and pick the features above to change the TLS set-up.
+//!
+//! `tracing` is not a feature: the crates' spans and events are always there, and cost next to
+//! nothing without a subscriber.
 //!
 //! # Guides
 //!
