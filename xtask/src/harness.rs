@@ -322,25 +322,34 @@ pub fn demo() -> Result<()> {
     step("demo: discover");
     run(Command::new(&fx.bin).args(["discover", &base, "--insecure-http"]))?;
     step("demo: Backend Services token, then a FHIR read, through the library");
-    let result = run(cargo()
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "smart-fhir",
-            "--example",
-            "backend_services",
-            "--",
-            "--fhir-base",
-            &base,
-            "--client-id",
-            "it-demo",
-            "--scope",
-            "system/Patient.rs system/Observation.rs",
-            "--insecure-http",
-            "--key",
-        ])
-        .arg(&key));
+    // The example reads its configuration from the environment (`smart_fhir::Config`); the
+    // variables it could also read are cleared so that the caller's environment cannot change
+    // what the demo shows.
+    let mut example = cargo();
+    example.args([
+        "run",
+        "--quiet",
+        "-p",
+        "smart-fhir",
+        "--example",
+        "backend_services",
+    ]);
+    for var in [
+        "SMART_ISS",
+        "SMART_PRIVATE_KEY",
+        "SMART_KID",
+        "SMART_JKU",
+        "SMART_TOKEN_URL",
+        "SMART_REDIRECT_URI",
+    ] {
+        example.env_remove(var);
+    }
+    let result = run(example
+        .env("SMART_FHIR_BASE", &base)
+        .env("SMART_CLIENT_ID", "it-demo")
+        .env("SMART_SCOPE", "system/Patient.rs system/Observation.rs")
+        .env("SMART_PRIVATE_KEY_FILE", &key)
+        .env("SMART_INSECURE_HTTP", "loopback"));
     drop(harness);
     result
 }

@@ -191,7 +191,7 @@ fn read_key_file(path: &Path) -> Result<String> {
         .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))
 }
 
-fn load_key_text(text: &str, kid: Option<&str>, path: &Path) -> Result<PrivateKey> {
+pub(crate) fn load_key_text(text: &str, kid: Option<&str>, path: &Path) -> Result<PrivateKey> {
     let context = format!("cannot load the key in {}", path.display());
     let is_jwks = serde_json::from_str::<serde_json::Value>(text)
         .ok()

@@ -76,17 +76,23 @@ pub struct LoginArgs {
     #[arg(long, value_name = "URL", env = "SMART_FHIR_BASE")]
     fhir_base: String,
     /// The registered client id.
-    #[arg(long)]
+    #[arg(long, env = "SMART_CLIENT_ID")]
     client_id: String,
     /// The scopes to request, space-separated.
-    #[arg(long, value_name = "SCOPES", default_value = DEFAULT_SCOPE)]
+    #[arg(long, value_name = "SCOPES", env = "SMART_SCOPE", default_value = DEFAULT_SCOPE)]
     scope: String,
-    /// A confidential asymmetric client (private_key_jwt): the private key (PEM, JWK or JWKS).
-    /// Its path, not the key, is saved with the session for refresh and logout.
-    #[arg(long, value_name = "KEYFILE", conflicts_with = "client_secret_env")]
+    /// A confidential asymmetric client (private_key_jwt): the private key file (PEM, JWK or
+    /// JWKS). Its path, not the key, is saved with the session for refresh and logout.
+    #[arg(
+        long,
+        value_name = "KEYFILE",
+        env = "SMART_PRIVATE_KEY_FILE",
+        conflicts_with = "client_secret_env"
+    )]
     key: Option<PathBuf>,
-    /// With --key: the kid header (default: the key's kid or its RFC 7638 thumbprint).
-    #[arg(long, requires = "key")]
+    /// With --key: the kid header (default: the key's kid or its RFC 7638 thumbprint). Not
+    /// used without a key.
+    #[arg(long, env = "SMART_KID")]
     kid: Option<String>,
     /// With --key: the signing algorithm (default: the best that the key and the server share).
     #[arg(long, value_enum, requires = "key")]
@@ -103,7 +109,7 @@ pub struct LoginArgs {
     /// The registered loopback redirect URI, e.g. http://127.0.0.1:8123/callback. Without a
     /// port (or with port 0) a free port is used, as RFC 8252 allows. Default:
     /// http://127.0.0.1:<free port>/callback.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "SMART_REDIRECT_URI")]
     redirect_uri: Option<String>,
     /// Also try to open the authorize URL in a browser (xdg-open, open).
     #[arg(long)]

@@ -1,25 +1,92 @@
 //! `discover` and `token`: the commands that talk to a server.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{ArgAction, Args};
 use smart_fhir_core::{Clock, FhirBaseUrl, InsecureHttp, SharedHttpClient, SystemClock, UrlError};
 use smart_fhir_discovery::SmartConfiguration;
 use smart_fhir_http::HyperHttpClient;
-use smart_fhir_oauth::BackendServices;
+use smart_fhir_jwt::PrivateKey;
+use smart_fhir_oauth::{BackendServices, BackendServicesBuilder};
 
-use crate::keys::{load_key, Alg};
+use crate::keys::{load_key, load_key_text, Alg};
 use crate::{Failure, Result};
+
+/// The variable that holds a private key itself (PEM, JWK or JWKS), as the library's
+/// `smart_fhir::Config` reads it. Read only when no key file is given; never a command-line
+/// option, so that a key never shows in a process list or a shell history.
+const PRIVATE_KEY_VAR: &str = "SMART_PRIVATE_KEY";
 
 /// Options every server command shares.
 #[derive(Debug, Args)]
 pub struct Transport {
-    /// Allow plain http:// to a loopback host (development only).
-    #[arg(long)]
+    /// Allow plain http:// to a loopback host (development only). The variable takes
+    /// `loopback` (or `deny`).
+    #[arg(long, env = "SMART_INSECURE_HTTP", action = ArgAction::SetTrue, value_parser = parse_insecure_http)]
     insecure_http: bool,
     /// An extra root certificate (PEM) to trust, for servers on a private PKI.
     #[arg(long, value_name = "PEM")]
     ca_cert: Option<PathBuf>,
+}
+
+/// `--insecure-http` (clap passes `true`), or `SMART_INSECURE_HTTP` with the values the library
+/// takes: `loopback` or `deny`.
+fn parse_insecure_http(value: &str) -> std::result::Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "loopback" => Ok(true),
+        "false" | "deny" | "" => Ok(false),
+        _ => Err("expected `loopback` or `deny`".to_owned()),
+    }
+}
+
+/// The private key: the file given (`--key` or `SMART_PRIVATE_KEY_FILE`), else the key itself
+/// from `SMART_PRIVATE_KEY`.
+fn private_key(file: Option<&Path>, kid: Option<&str>) -> Result<PrivateKey> {
+    if let Some(path) = file {
+        return load_key(path, kid);
+    }
+    match std::env::var(PRIVATE_KEY_VAR) {
+        Ok(text) if !text.trim().is_empty() => {
+            let text = zeroize::Zeroizing::new(text);
+            load_key_text(&text, kid, Path::new(PRIVATE_KEY_VAR))
+        }
+        Err(std::env::VarError::NotUnicode(_)) => Err(Failure::new(format!(
+            "{PRIVATE_KEY_VAR} is not valid Unicode"
+        ))),
+        _ => Err(Failure::new(format!(
+            "no private key: pass --key (or set SMART_PRIVATE_KEY_FILE or {PRIVATE_KEY_VAR})"
+        ))),
+    }
+}
+
+/// A Backend Services token source from the auth options.
+#[allow(clippy::too_many_arguments)]
+fn backend_builder(
+    base: FhirBaseUrl,
+    http: SharedHttpClient,
+    client_id: &str,
+    scope: &str,
+    key: PrivateKey,
+    alg: Option<Alg>,
+    jku: Option<&str>,
+    token_url: Option<&str>,
+) -> BackendServicesBuilder {
+    let mut b = BackendServices::builder()
+        .fhir_base(base)
+        .client_id(client_id)
+        .scope(scope)
+        .private_key(key)
+        .http_client(http);
+    if let Some(alg) = alg {
+        b = b.algorithm(alg.into());
+    }
+    if let Some(jku) = jku {
+        b = b.jku(jku);
+    }
+    if let Some(url) = token_url {
+        b = b.token_endpoint(url);
+    }
+    b
 }
 
 impl Transport {
@@ -34,7 +101,8 @@ impl Transport {
     pub(crate) fn base(&self, text: &str) -> Result<FhirBaseUrl> {
         FhirBaseUrl::parse_with(text, self.policy()).map_err(|e| match e {
             UrlError::InsecureHttp { .. } if !self.insecure_http => Failure::new(format!(
-                "{e}; pass --insecure-http to allow plain http:// to a loopback host"
+                "{e}; pass --insecure-http (or set SMART_INSECURE_HTTP=loopback) to allow plain \
+                 http:// to a loopback host"
             )),
             e => Failure::new(e.to_string()),
         })
@@ -166,28 +234,30 @@ fn print_configuration(c: &SmartConfiguration) {
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     /// The FHIR base URL (its SMART configuration names the token endpoint).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "SMART_FHIR_BASE")]
     fhir_base: String,
     /// The registered client id.
-    #[arg(long)]
+    #[arg(long, env = "SMART_CLIENT_ID")]
     client_id: String,
-    /// The private key (PEM, JWK or JWKS) whose public key is registered.
-    #[arg(long, value_name = "KEYFILE")]
-    key: PathBuf,
+    /// The private key file (PEM, JWK or JWKS) whose public key is registered. Without it, the
+    /// key itself is read from the variable SMART_PRIVATE_KEY.
+    #[arg(long, value_name = "KEYFILE", env = "SMART_PRIVATE_KEY_FILE")]
+    key: Option<PathBuf>,
     /// The scopes to request, space-separated (e.g. "system/Patient.rs").
-    #[arg(long, value_name = "SCOPES")]
+    #[arg(long, value_name = "SCOPES", env = "SMART_SCOPE")]
     scope: String,
     /// The signing algorithm (default: the best that the key and the server share).
     #[arg(long, value_enum)]
     alg: Option<Alg>,
-    /// The kid header (default: the key's kid or its RFC 7638 thumbprint).
-    #[arg(long)]
+    /// The kid header (default: the key's kid or its RFC 7638 thumbprint); picks a key of a
+    /// JWKS.
+    #[arg(long, env = "SMART_KID")]
     kid: Option<String>,
     /// The jku header: the client's registered JWKS URL.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "SMART_JKU")]
     jku: Option<String>,
     /// The token endpoint (skips discovery).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "SMART_TOKEN_URL")]
     token_url: Option<String>,
     /// Also print the access token itself.
     #[arg(long)]
@@ -199,25 +269,19 @@ pub struct TokenArgs {
 pub fn token(a: TokenArgs) -> Result<u8> {
     let base = a.transport.base(&a.fhir_base)?;
     let http = a.transport.client()?;
-    let key = load_key(&a.key, a.kid.as_deref())?;
-    let mut b = BackendServices::builder()
-        .fhir_base(base)
-        .client_id(a.client_id)
-        .scope(a.scope)
-        .http_client(http);
-    if let Some(alg) = a.alg {
-        b = b.algorithm(alg.into());
-    }
-    if let Some(jku) = a.jku {
-        b = b.jku(jku);
-    }
-    if let Some(url) = a.token_url {
-        b = b.token_endpoint(url);
-    }
-    let backend = b
-        .private_key(key)
-        .build()
-        .map_err(|e| Failure::from_error("invalid token request", &e))?;
+    let key = private_key(a.key.as_deref(), a.kid.as_deref())?;
+    let backend = backend_builder(
+        base,
+        http,
+        &a.client_id,
+        &a.scope,
+        key,
+        a.alg,
+        a.jku.as_deref(),
+        a.token_url.as_deref(),
+    )
+    .build()
+    .map_err(|e| Failure::from_error("invalid token request", &e))?;
     let rt = runtime()?;
     let token = rt
         .block_on(backend.token())
@@ -243,7 +307,8 @@ pub fn token(a: TokenArgs) -> Result<u8> {
 
 /// Connection and authorization options shared by every FHIR command (`get`, `search`, …,
 /// `export`): the same as `token`, all optional; without `--client-id` the server is used
-/// without a token (an open server).
+/// without a token (an open server). Each also reads the `SMART_*` variable the library's
+/// `smart_fhir::Config` reads; with `--session` the Backend Services options are not used.
 #[derive(Debug, Args)]
 pub struct FhirArgs {
     /// The FHIR base URL (with --session: the session's; if given, it must be the same).
@@ -256,31 +321,34 @@ pub struct FhirArgs {
     pub fhir_base: Option<String>,
     /// Use the session saved by `smart-fhir login` (App Launch) for access tokens, refreshed as
     /// needed.
-    #[arg(long, conflicts_with = "client_id")]
+    // No clap conflict with --client-id: that would also refuse a SMART_CLIENT_ID set in the
+    // environment for other commands; the session simply takes precedence.
+    #[arg(long)]
     pub session: bool,
     /// With --session: the session file (default: the one `login` writes).
-    #[arg(long, value_name = "FILE", conflicts_with = "client_id")]
+    #[arg(long, value_name = "FILE")]
     pub session_file: Option<PathBuf>,
     /// The registered client id (Backend Services); omit for an open server.
-    #[arg(long, requires_all = ["key", "scope"])]
+    #[arg(long, env = "SMART_CLIENT_ID", requires = "scope")]
     pub client_id: Option<String>,
-    /// The private key (PEM, JWK or JWKS) whose public key is registered.
-    #[arg(long, value_name = "KEYFILE")]
+    /// The private key file (PEM, JWK or JWKS) whose public key is registered. Without it, the
+    /// key itself is read from the variable SMART_PRIVATE_KEY.
+    #[arg(long, value_name = "KEYFILE", env = "SMART_PRIVATE_KEY_FILE")]
     pub key: Option<PathBuf>,
     /// The scopes to request, space-separated.
-    #[arg(long, value_name = "SCOPES")]
+    #[arg(long, value_name = "SCOPES", env = "SMART_SCOPE")]
     pub scope: Option<String>,
     /// The signing algorithm (default: the best that the key and the server share).
     #[arg(long, value_enum)]
     pub alg: Option<Alg>,
-    /// The kid header.
-    #[arg(long)]
+    /// The kid header; picks a key of a JWKS.
+    #[arg(long, env = "SMART_KID")]
     pub kid: Option<String>,
     /// The jku header: the client's registered JWKS URL.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "SMART_JKU")]
     pub jku: Option<String>,
     /// The token endpoint (skips discovery).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "SMART_TOKEN_URL")]
     pub token_url: Option<String>,
     #[command(flatten)]
     pub transport: Transport,
@@ -298,31 +366,27 @@ impl FhirArgs {
         };
         let base = self.transport.base(fhir_base)?;
         let http = self.transport.client()?;
-        let mut builder =
-            smart_fhir_http::FhirClient::builder(base.clone()).http_client(http.clone());
-        if let (Some(client_id), Some(key), Some(scope)) = (&self.client_id, &self.key, &self.scope)
-        {
-            let key = load_key(key, self.kid.as_deref())?;
-            let mut b = BackendServices::builder()
-                .fhir_base(base)
-                .client_id(client_id.clone())
-                .scope(scope.clone())
-                .private_key(key)
-                .http_client(http);
-            if let Some(alg) = self.alg {
-                b = b.algorithm(alg.into());
-            }
-            if let Some(jku) = &self.jku {
-                b = b.jku(jku.clone());
-            }
-            if let Some(url) = &self.token_url {
-                b = b.token_endpoint(url.clone());
-            }
-            let backend = b
+        let builder = match (&self.client_id, &self.scope) {
+            (Some(client_id), Some(scope)) => {
+                let key = private_key(self.key.as_deref(), self.kid.as_deref())?;
+                let backend = backend_builder(
+                    base,
+                    http,
+                    client_id,
+                    scope,
+                    key,
+                    self.alg,
+                    self.jku.as_deref(),
+                    self.token_url.as_deref(),
+                )
                 .build()
                 .map_err(|e| Failure::from_error("invalid token request", &e))?;
-            builder = builder.auth(backend);
-        }
+                // The token source's server and transport: one connection pool.
+                smart_fhir_http::FhirClient::for_token_source(backend)
+                    .map_err(|e| Failure::from_error("cannot set up the FHIR client", &e))?
+            }
+            _ => smart_fhir_http::FhirClient::builder(base).http_client(http),
+        };
         builder
             .build()
             .map_err(|e| Failure::from_error("cannot set up the FHIR client", &e))

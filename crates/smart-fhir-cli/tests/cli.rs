@@ -5,13 +5,37 @@ use std::process::{Command, Output};
 
 use smart_fhir_jwt::{verify, Algorithm, Jwks};
 
-fn cli(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_smart-fhir"))
+/// The variables the CLI reads (as the library's `smart_fhir::Config` does).
+const SMART_VARS: [&str; 11] = [
+    "SMART_FHIR_BASE",
+    "SMART_ISS",
+    "SMART_CLIENT_ID",
+    "SMART_SCOPE",
+    "SMART_PRIVATE_KEY",
+    "SMART_PRIVATE_KEY_FILE",
+    "SMART_KID",
+    "SMART_JKU",
+    "SMART_TOKEN_URL",
+    "SMART_REDIRECT_URI",
+    "SMART_INSECURE_HTTP",
+];
+
+/// The CLI with `vars` as its only `SMART_*` variables (none from the test's environment).
+fn cli_with(args: &[&str], dir: &Path, vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_smart-fhir"));
+    command
         .args(args)
         .current_dir(dir)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("run smart-fhir")
+        .env_remove("RUST_BACKTRACE");
+    for var in SMART_VARS {
+        command.env_remove(var);
+    }
+    command.envs(vars.iter().copied());
+    command.output().expect("run smart-fhir")
+}
+
+fn cli(args: &[&str], dir: &Path) -> Output {
+    cli_with(args, dir, &[])
 }
 
 fn stdout(o: &Output) -> String {
@@ -372,4 +396,50 @@ fn p7_http_needs_opt_in_and_failures_are_one_line() {
         dir.path(),
     );
     assert_failure(&o, "127.0.0.1:9");
+}
+
+/// P7: `SMART_INSECURE_HTTP=loopback` is the same opt-in as `--insecure-http`; another value is
+/// bad usage.
+#[test]
+fn p7_insecure_http_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["discover", "http://127.0.0.1:9/fhir"];
+    let o = cli_with(&args, dir.path(), &[("SMART_INSECURE_HTTP", "loopback")]);
+    assert_failure(&o, "connection");
+    let o = cli_with(&args, dir.path(), &[("SMART_INSECURE_HTTP", "deny")]);
+    assert_failure(&o, "SMART_INSECURE_HTTP=loopback");
+    let o = cli_with(&args, dir.path(), &[("SMART_INSECURE_HTTP", "yes")]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// SC-2.9, SC-3.3: `token` takes every option from the `SMART_*` variables the library reads,
+/// the key itself included; it gets as far as the (unreachable) token endpoint.
+#[test]
+fn token_options_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cli(&["keygen", "--alg", "ES384", "--out", "k.pem"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pem = std::fs::read_to_string(dir.path().join("k.pem")).unwrap();
+    let base = [
+        ("SMART_FHIR_BASE", "http://127.0.0.1:9/fhir"),
+        ("SMART_CLIENT_ID", "env-client"),
+        ("SMART_SCOPE", "system/Patient.rs"),
+        ("SMART_TOKEN_URL", "http://127.0.0.1:9/token"),
+        ("SMART_INSECURE_HTTP", "loopback"),
+    ];
+    let with = |extra: &[(&'static str, &str)]| {
+        let mut vars = base.to_vec();
+        vars.extend_from_slice(extra);
+        cli_with(&["token"], dir.path(), &vars)
+    };
+    // The key from a file, or the key itself; either way the token request is attempted.
+    assert_failure(&with(&[("SMART_PRIVATE_KEY_FILE", "k.pem")]), "connection");
+    assert_failure(&with(&[("SMART_PRIVATE_KEY", &pem)]), "connection");
+    // No key at all names the ways to give one.
+    assert_failure(&with(&[]), "SMART_PRIVATE_KEY");
+    // A bad key names the variable and never echoes it (P5).
+    let junk = "-----BEGIN PRIVATE KEY-----\nSECRETSECRET\n-----END PRIVATE KEY-----\n";
+    let o = with(&[("SMART_PRIVATE_KEY", junk)]);
+    assert_failure(&o, "SMART_PRIVATE_KEY");
+    assert!(!stderr(&o).contains("SECRET"), "{}", stderr(&o));
 }

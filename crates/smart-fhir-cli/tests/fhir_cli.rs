@@ -88,6 +88,12 @@ fn cli(args: &[&str], base: &str, stdin: Option<&str>) -> Output {
         .args(["--fhir-base", base, "--insecure-http"])
         .env_remove("RUST_BACKTRACE")
         .env_remove("SMART_FHIR_BASE")
+        .env_remove("SMART_CLIENT_ID")
+        .env_remove("SMART_SCOPE")
+        .env_remove("SMART_PRIVATE_KEY")
+        .env_remove("SMART_PRIVATE_KEY_FILE")
+        .env_remove("SMART_TOKEN_URL")
+        .env_remove("SMART_INSECURE_HTTP")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -312,6 +318,8 @@ fn p7_http_base_without_opt_in() {
     let o = Command::new(env!("CARGO_BIN_EXE_smart-fhir"))
         .args(["get", "metadata", "--fhir-base", "http://127.0.0.1:9/fhir"])
         .env_remove("SMART_FHIR_BASE")
+        .env_remove("SMART_CLIENT_ID")
+        .env_remove("SMART_INSECURE_HTTP")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));

@@ -25,9 +25,10 @@ pub enum OAuthErrorCode {
     Other(String),
 }
 
-impl std::fmt::Display for OAuthErrorCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl OAuthErrorCode {
+    /// The code as the server sent it, e.g. `invalid_client`.
+    pub fn as_str(&self) -> &str {
+        match self {
             Self::InvalidRequest => "invalid_request",
             Self::InvalidClient => "invalid_client",
             Self::InvalidGrant => "invalid_grant",
@@ -35,7 +36,13 @@ impl std::fmt::Display for OAuthErrorCode {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope => "invalid_scope",
             Self::Other(s) => s,
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for OAuthErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

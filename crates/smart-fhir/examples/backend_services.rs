@@ -1,44 +1,37 @@
-//! A SMART Backend Services job: discover the server, get a token with a signed client
-//! assertion, then search and read Patients through the FHIR client.
+//! A SMART Backend Services job, configured from the environment: discover the server, get a
+//! token with a signed client assertion, then search and read Patients through the FHIR client.
 //!
 //! ```sh
-//! cargo run -p smart-fhir --example backend_services -- \
-//!   --fhir-base https://ehr.example/fhir --client-id my-app --key client.pem \
-//!   --scope "system/Patient.rs" [--insecure-http]
+//! SMART_FHIR_BASE=https://ehr.example/fhir SMART_CLIENT_ID=my-app \
+//! SMART_SCOPE="system/Patient.rs" SMART_PRIVATE_KEY_FILE=client.pem \
+//!   cargo run -p smart-fhir --example backend_services
 //! ```
-//! `cargo xtask demo` runs it against the local harness.
+//! `SMART_INSECURE_HTTP=loopback` allows a server on `http://127.0.0.1`; `cargo xtask demo` runs
+//! the example so against the local harness. The variables are listed at `smart_fhir::Config`.
 
-use smart_fhir::{
-    BackendServices, Clock, FhirBaseUrl, FhirClient, HyperHttpClient, InsecureHttp, PrivateKey,
-    SharedHttpClient, SystemClock,
-};
+use std::process::ExitCode;
+
+use smart_fhir::{Clock, Config, FhirClient, SystemClock};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let (mut base, mut client_id, mut key, mut scope) = (None, None, None, None);
-    let mut insecure = InsecureHttp::Deny;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--fhir-base" => base = args.next(),
-            "--client-id" => client_id = args.next(),
-            "--key" => key = args.next(),
-            "--scope" => scope = args.next(),
-            "--insecure-http" => insecure = InsecureHttp::AllowLoopback,
-            other => return Err(format!("unknown argument {other}").into()),
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The error and its causes, one a line; none shows a token, a key or a query.
+            eprintln!("error: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
         }
     }
-    let base = FhirBaseUrl::parse_with(&base.ok_or("--fhir-base is required")?, insecure)?;
-    let key = PrivateKey::from_pem(&std::fs::read_to_string(key.ok_or("--key is required")?)?)?;
-    let http = SharedHttpClient::new(HyperHttpClient::builder().insecure_http(insecure).build()?);
+}
 
-    let backend = BackendServices::builder()
-        .fhir_base(base.clone())
-        .client_id(client_id.ok_or("--client-id is required")?)
-        .scope(scope.unwrap_or_else(|| "system/Patient.rs".to_owned()))
-        .private_key(key)
-        .http_client(http.clone())
-        .build()?;
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let backend = Config::from_env()?.backend_services()?;
 
     let token = backend.token().await?;
     println!(
@@ -51,12 +44,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("token endpoint (discovered): {endpoint}");
     }
 
-    // A FHIR client that takes its tokens from the token source: cached, renewed before expiry,
-    // and renewed once when the server answers 401.
-    let fhir = FhirClient::builder(base)
-        .http_client(http)
-        .auth(backend)
-        .build()?;
+    // A FHIR client for the token source's server, on its connection pool, taking its tokens:
+    // cached, renewed before expiry, and renewed once when the server answers 401.
+    let fhir = FhirClient::for_token_source(backend)?.build()?;
 
     // A search, then a read of the first Patient found.
     let bundle = fhir
