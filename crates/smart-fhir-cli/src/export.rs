@@ -76,7 +76,7 @@ pub struct ExportArgs {
 pub fn export(a: ExportArgs) -> Result<u8> {
     let client = a.fhir.client()?;
     let request = bulk_request(&a);
-    let rt = crate::server::rt()?;
+    let rt = crate::transport::rt()?;
     rt.block_on(run(&client, &request, &a))
 }
 

@@ -3,64 +3,14 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use smart_fhir_core::{Clock, FhirBaseUrl, InsecureHttp, SharedHttpClient, SystemClock, UrlError};
+use smart_fhir_core::{Clock, SystemClock};
 use smart_fhir_discovery::SmartConfiguration;
-use smart_fhir_http::HyperHttpClient;
 use smart_fhir_oauth::BackendServices;
 
+use crate::credentials::saved_session;
 use crate::keys::{load_key, Alg};
+use crate::transport::{rt, Transport};
 use crate::{Failure, Result};
-
-/// Options every server command shares.
-#[derive(Debug, Args)]
-pub struct Transport {
-    /// Allow plain http:// to a loopback host (development only).
-    #[arg(long)]
-    insecure_http: bool,
-    /// An extra root certificate (PEM) to trust, for servers on a private PKI.
-    #[arg(long, value_name = "PEM")]
-    ca_cert: Option<PathBuf>,
-}
-
-impl Transport {
-    fn policy(&self) -> InsecureHttp {
-        if self.insecure_http {
-            InsecureHttp::AllowLoopback
-        } else {
-            InsecureHttp::Deny
-        }
-    }
-
-    pub(crate) fn base(&self, text: &str) -> Result<FhirBaseUrl> {
-        FhirBaseUrl::parse_with(text, self.policy()).map_err(|e| match e {
-            UrlError::InsecureHttp { .. } if !self.insecure_http => Failure::new(format!(
-                "{e}; pass --insecure-http to allow plain http:// to a loopback host"
-            )),
-            e => Failure::new(e.to_string()),
-        })
-    }
-
-    pub(crate) fn client(&self) -> Result<SharedHttpClient> {
-        let mut b = HyperHttpClient::builder().insecure_http(self.policy());
-        if let Some(path) = &self.ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?;
-            b = b.add_root_certificate_pem(pem);
-        }
-        let client = b
-            .build()
-            .map_err(|e| Failure::from_error("cannot set up HTTPS", &e))?;
-        Ok(SharedHttpClient::new(client))
-    }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(format!("cannot start the async runtime: {e}")))
-}
 
 #[derive(Debug, Args)]
 pub struct DiscoverArgs {
@@ -77,7 +27,7 @@ pub struct DiscoverArgs {
 pub fn discover(a: DiscoverArgs) -> Result<u8> {
     let base = a.transport.base(&a.fhir_base)?;
     let http = a.transport.client()?;
-    let config = runtime()?
+    let config = rt()?
         .block_on(smart_fhir_discovery::discover(&http, &base))
         .map_err(|e| Failure::from_error(&format!("discovery of {base} failed"), &e))?;
     if a.json {
@@ -218,7 +168,7 @@ pub fn token(a: TokenArgs) -> Result<u8> {
         .private_key(key)
         .build()
         .map_err(|e| Failure::from_error("invalid token request", &e))?;
-    let rt = runtime()?;
+    let rt = rt()?;
     let token = rt
         .block_on(backend.token())
         .map_err(|e| Failure::from_error("no token", &e))?;
@@ -333,27 +283,18 @@ impl FhirArgs {
     /// A FHIR client on the saved App Launch session (`--session`).
     fn session_client(&self) -> Result<smart_fhir_http::FhirClient> {
         let http = self.transport.client()?;
-        let (base, session) = crate::login::saved_session(
-            self.session_file.as_deref(),
-            &self.transport,
-            http.clone(),
-        )?;
+        let session = saved_session(self.session_file.as_deref(), &self.transport, http)?;
         if let Some(given) = &self.fhir_base {
-            if self.transport.base(given)? != base {
+            let base = session.base();
+            if &self.transport.base(given)? != base {
                 return Err(Failure::new(format!(
                     "the saved session is for {base}, not {given}"
                 )));
             }
         }
-        smart_fhir_http::FhirClient::builder(base)
-            .http_client(http)
-            .auth(session)
-            .build()
+        // The session names its server and its transport: the client uses both.
+        smart_fhir_http::FhirClient::for_token_source(session)
+            .and_then(|builder| builder.build())
             .map_err(|e| Failure::from_error("cannot set up the FHIR client", &e))
     }
-}
-
-/// A runtime for the commands that talk to a server.
-pub fn rt() -> Result<tokio::runtime::Runtime> {
-    runtime()
 }
