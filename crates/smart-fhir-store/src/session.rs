@@ -482,8 +482,10 @@ mod tests {
         assert_eq!(v, json!({"a": ["", {"b": ""}], "n": 1}));
     }
 
+    /// `Debug` shows counts (the contract test `debug_shows_no_value_p5` checks it shows no
+    /// value and no session id).
     #[tokio::test]
-    async fn debug_shows_counts_p5() {
+    async fn debug_shows_counts() {
         let (s, _) = store();
         s.put(
             "session-id",
@@ -493,10 +495,8 @@ mod tests {
         )
         .await
         .unwrap();
-        let shared = SharedSessionStore::new(MemorySessionStore::new());
-        let printed = format!("{s:?} {shared:?}");
-        assert!(!printed.contains("SECRET"), "{printed}");
-        assert!(!printed.contains("session-id"), "{printed}");
+        let printed = format!("{s:?}");
+        assert!(printed.contains("sessions: 1"), "{printed}");
         assert!(printed.contains("entries: 1"), "{printed}");
     }
 }
