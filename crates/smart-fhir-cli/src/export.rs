@@ -76,8 +76,17 @@ pub struct ExportArgs {
 pub fn export(a: ExportArgs) -> Result<u8> {
     let client = a.fhir.client()?;
     let request = bulk_request(&a);
-    let rt = crate::server::rt()?;
+    let rt = crate::transport::rt()?;
     rt.block_on(run(&client, &request, &a))
+}
+
+/// The items of a comma-separated option, trimmed, without empty ones.
+fn non_empty(items: &[String]) -> impl Iterator<Item = String> + '_ {
+    items
+        .iter()
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
 }
 
 fn bulk_request(a: &ExportArgs) -> BulkExport {
@@ -86,13 +95,7 @@ fn bulk_request(a: &ExportArgs) -> BulkExport {
         (None, true) => BulkExport::patient(),
         (None, false) => BulkExport::system(),
     };
-    e = e.resource_types(
-        a.types
-            .iter()
-            .map(|t| t.trim())
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned),
-    );
+    e = e.resource_types(non_empty(&a.types));
     if let Some(s) = &a.since {
         e = e.since(s.clone());
     }
@@ -102,13 +105,7 @@ fn bulk_request(a: &ExportArgs) -> BulkExport {
     for q in &a.type_filters {
         e = e.type_filter(q.clone());
     }
-    e = e.elements(
-        a.elements
-            .iter()
-            .map(|x| x.trim())
-            .filter(|x| !x.is_empty())
-            .map(str::to_owned),
-    );
+    e = e.elements(non_empty(&a.elements));
     if a.post {
         e = e.method(KickoffMethod::Post);
     }

@@ -16,7 +16,8 @@ use serde_json::Value;
 use smart_fhir_http::client::{is_valid_id, is_valid_resource_type, BundleEntry, SearchParams};
 use smart_fhir_http::{FhirClient, FhirError, FhirResponse};
 
-use crate::server::{rt, FhirArgs};
+use crate::server::FhirArgs;
+use crate::transport::rt;
 use crate::{Failure, Result};
 
 /// A `TYPE/ID` argument.

@@ -14,12 +14,16 @@ macro_rules! outln {
     }};
 }
 
+mod credentials;
 mod export;
 mod fhir;
 mod keys;
 mod login;
+mod loopback;
 mod scope;
 mod server;
+mod tracing_output;
+mod transport;
 
 use std::process::ExitCode;
 
@@ -29,6 +33,10 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "smart-fhir", version, about, max_term_width = 100)]
 struct Cli {
+    /// Show what the libraries do on stderr (requests, tokens fetched, cache hits; never a
+    /// secret): -v info, -vv debug, -vvv trace. RUST_LOG, if set, adds its own directives.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,17 +93,10 @@ impl Failure {
 
     /// A failure from an error and its whole source chain, on one line.
     pub fn from_error(context: &str, e: &(dyn std::error::Error + 'static)) -> Self {
-        let mut text = format!("{context}: {e}");
-        let mut source = e.source();
-        while let Some(s) = source {
-            let piece = s.to_string();
-            if !text.contains(&piece) {
-                text.push_str(": ");
-                text.push_str(&piece);
-            }
-            source = s.source();
-        }
-        Self(text)
+        Self(format!(
+            "{context}: {}",
+            smart_fhir_core::text::error_chain(e)
+        ))
     }
 }
 
@@ -111,7 +112,22 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let result = match cli.command {
+    let result = tracing_output::init(cli.verbose).and_then(|()| run(cli.command));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure(message)) => {
+            let one_line: String = message
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            eprintln!("smart-fhir: {one_line}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<u8> {
+    match command {
         Command::Keygen(a) => keys::keygen(a),
         Command::Jwks(a) => keys::jwks(a),
         Command::Assertion(a) => keys::assertion(a),
@@ -129,16 +145,5 @@ fn main() -> ExitCode {
         Command::Export(a) => export::export(a),
         Command::Login(a) => login::login(a),
         Command::Logout(a) => login::logout(a),
-    };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(Failure(message)) => {
-            let one_line: String = message
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect();
-            eprintln!("smart-fhir: {one_line}");
-            ExitCode::from(1)
-        }
     }
 }

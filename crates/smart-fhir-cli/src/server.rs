@@ -2,42 +2,21 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{ArgAction, Args};
-use smart_fhir_core::{Clock, FhirBaseUrl, InsecureHttp, SharedHttpClient, SystemClock, UrlError};
+use clap::Args;
+use smart_fhir_core::{Clock, FhirBaseUrl, SharedHttpClient, SystemClock};
 use smart_fhir_discovery::SmartConfiguration;
-use smart_fhir_http::HyperHttpClient;
 use smart_fhir_jwt::PrivateKey;
 use smart_fhir_oauth::{BackendServices, BackendServicesBuilder};
 
+use crate::credentials::saved_session;
 use crate::keys::{load_key, load_key_text, Alg};
+use crate::transport::{rt, Transport};
 use crate::{Failure, Result};
 
 /// The variable that holds a private key itself (PEM, JWK or JWKS), as the library's
 /// `smart_fhir::Config` reads it. Read only when no key file is given; never a command-line
 /// option, so that a key never shows in a process list or a shell history.
 const PRIVATE_KEY_VAR: &str = "SMART_PRIVATE_KEY";
-
-/// Options every server command shares.
-#[derive(Debug, Args)]
-pub struct Transport {
-    /// Allow plain http:// to a loopback host (development only). The variable takes
-    /// `loopback` (or `deny`).
-    #[arg(long, env = "SMART_INSECURE_HTTP", action = ArgAction::SetTrue, value_parser = parse_insecure_http)]
-    insecure_http: bool,
-    /// An extra root certificate (PEM) to trust, for servers on a private PKI.
-    #[arg(long, value_name = "PEM")]
-    ca_cert: Option<PathBuf>,
-}
-
-/// `--insecure-http` (clap passes `true`), or `SMART_INSECURE_HTTP` with the values the library
-/// takes: `loopback` or `deny`.
-fn parse_insecure_http(value: &str) -> std::result::Result<bool, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "loopback" => Ok(true),
-        "false" | "deny" | "" => Ok(false),
-        _ => Err("expected `loopback` or `deny`".to_owned()),
-    }
-}
 
 /// The private key: the file given (`--key` or `SMART_PRIVATE_KEY_FILE`), else the key itself
 /// from `SMART_PRIVATE_KEY`.
@@ -89,47 +68,6 @@ fn backend_builder(
     b
 }
 
-impl Transport {
-    fn policy(&self) -> InsecureHttp {
-        if self.insecure_http {
-            InsecureHttp::AllowLoopback
-        } else {
-            InsecureHttp::Deny
-        }
-    }
-
-    pub(crate) fn base(&self, text: &str) -> Result<FhirBaseUrl> {
-        FhirBaseUrl::parse_with(text, self.policy()).map_err(|e| match e {
-            UrlError::InsecureHttp { .. } if !self.insecure_http => Failure::new(format!(
-                "{e}; pass --insecure-http (or set SMART_INSECURE_HTTP=loopback) to allow plain \
-                 http:// to a loopback host"
-            )),
-            e => Failure::new(e.to_string()),
-        })
-    }
-
-    pub(crate) fn client(&self) -> Result<SharedHttpClient> {
-        let mut b = HyperHttpClient::builder().insecure_http(self.policy());
-        if let Some(path) = &self.ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?;
-            b = b.add_root_certificate_pem(pem);
-        }
-        let client = b
-            .build()
-            .map_err(|e| Failure::from_error("cannot set up HTTPS", &e))?;
-        Ok(SharedHttpClient::new(client))
-    }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(format!("cannot start the async runtime: {e}")))
-}
-
 #[derive(Debug, Args)]
 pub struct DiscoverArgs {
     /// The FHIR base URL, e.g. https://ehr.example/fhir
@@ -145,7 +83,7 @@ pub struct DiscoverArgs {
 pub fn discover(a: DiscoverArgs) -> Result<u8> {
     let base = a.transport.base(&a.fhir_base)?;
     let http = a.transport.client()?;
-    let config = runtime()?
+    let config = rt()?
         .block_on(smart_fhir_discovery::discover(&http, &base))
         .map_err(|e| Failure::from_error(&format!("discovery of {base} failed"), &e))?;
     if a.json {
@@ -282,7 +220,7 @@ pub fn token(a: TokenArgs) -> Result<u8> {
     )
     .build()
     .map_err(|e| Failure::from_error("invalid token request", &e))?;
-    let rt = runtime()?;
+    let rt = rt()?;
     let token = rt
         .block_on(backend.token())
         .map_err(|e| Failure::from_error("no token", &e))?;
@@ -397,27 +335,18 @@ impl FhirArgs {
     /// A FHIR client on the saved App Launch session (`--session`).
     fn session_client(&self) -> Result<smart_fhir_http::FhirClient> {
         let http = self.transport.client()?;
-        let (base, session) = crate::login::saved_session(
-            self.session_file.as_deref(),
-            &self.transport,
-            http.clone(),
-        )?;
+        let session = saved_session(self.session_file.as_deref(), &self.transport, http)?;
         if let Some(given) = &self.fhir_base {
-            if self.transport.base(given)? != base {
+            let base = session.base();
+            if &self.transport.base(given)? != base {
                 return Err(Failure::new(format!(
                     "the saved session is for {base}, not {given}"
                 )));
             }
         }
-        smart_fhir_http::FhirClient::builder(base)
-            .http_client(http)
-            .auth(session)
-            .build()
+        // The session names its server and its transport: the client uses both.
+        smart_fhir_http::FhirClient::for_token_source(session)
+            .and_then(|builder| builder.build())
             .map_err(|e| Failure::from_error("cannot set up the FHIR client", &e))
     }
-}
-
-/// A runtime for the commands that talk to a server.
-pub fn rt() -> Result<tokio::runtime::Runtime> {
-    runtime()
 }

@@ -165,62 +165,25 @@ fn sc_2_10_assertion_verifies_against_the_published_jwks() {
     }
     assert_ne!(jtis[0], jtis[1]);
 
-    let o = cli(
-        &[
+    // Each bad input fails on one line that names it.
+    for (client_id, token_url, extra, expect) in [
+        ("a", "https://a/t", &["--lifetime", "301"][..], "lifetime"),
+        ("a", "https://a/t", &["--alg", "ES384"][..], "ES384"),
+        ("", "https://a/t", &[][..], "client"),
+        ("a", "/token", &[][..], "aud"),
+    ] {
+        let mut args = vec![
             "assertion",
             "--key",
             "k.pem",
             "--client-id",
-            "a",
+            client_id,
             "--token-url",
-            "https://a/t",
-            "--lifetime",
-            "301",
-        ],
-        dir.path(),
-    );
-    assert_failure(&o, "lifetime");
-    let o = cli(
-        &[
-            "assertion",
-            "--key",
-            "k.pem",
-            "--client-id",
-            "a",
-            "--token-url",
-            "https://a/t",
-            "--alg",
-            "ES384",
-        ],
-        dir.path(),
-    );
-    assert_failure(&o, "ES384");
-    let o = cli(
-        &[
-            "assertion",
-            "--key",
-            "k.pem",
-            "--client-id",
-            "",
-            "--token-url",
-            "https://a/t",
-        ],
-        dir.path(),
-    );
-    assert_failure(&o, "client");
-    let o = cli(
-        &[
-            "assertion",
-            "--key",
-            "k.pem",
-            "--client-id",
-            "a",
-            "--token-url",
-            "/token",
-        ],
-        dir.path(),
-    );
-    assert_failure(&o, "aud");
+            token_url,
+        ];
+        args.extend_from_slice(extra);
+        assert_failure(&cli(&args, dir.path()), expect);
+    }
 }
 
 fn base64_url_decode(s: &str) -> Vec<u8> {

@@ -206,3 +206,93 @@ mod tests {
         assert!(e.starts_with("the JSON is truncated"), "{e}");
     }
 }
+
+/// Text made safe for HTML element content and quoted attribute values: `&`, `<`, `>`, `"` and
+/// `'` become character references, everything else is kept.
+///
+/// For the small pages that redirect listeners and sample apps write, where a message can quote
+/// a server's error description or a user's input.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An error and its sources on one line, `: `-separated, each piece once: a source whose text
+/// the line already holds (an error that repeats its cause) is not repeated.
+///
+/// The pieces are the errors' own `Display`, which in this workspace carries no token, secret or
+/// query string; control characters are kept, so use [`printable`] before writing the line to a
+/// terminal.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let piece = s.to_string();
+        if !text.contains(&piece) {
+            text.push_str(": ");
+            text.push_str(&piece);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod html_and_chain_tests {
+    use super::*;
+
+    /// P15: a server's error text or a user's input shown on a page cannot open a tag or leave
+    /// an attribute.
+    #[test]
+    fn p15_escape_html_escapes_the_five_special_characters() {
+        assert_eq!(
+            escape_html(r#"<a href="x" title='y'>Tom & Jerry</a>"#),
+            "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;Tom &amp; Jerry&lt;/a&gt;"
+        );
+        assert_eq!(
+            escape_html("&amp;"),
+            "&amp;amp;",
+            "an existing entity is escaped again"
+        );
+        assert_eq!(escape_html("plain ünïcode"), "plain ünïcode");
+        assert_eq!(escape_html(""), "");
+    }
+
+    #[test]
+    fn error_chain_joins_sources_once() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E(
+            "cannot read: connection reset",
+            Some(Box::new(E(
+                "connection reset",
+                Some(Box::new(E("os error 104", None))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&e),
+            "cannot read: connection reset: os error 104"
+        );
+        assert_eq!(error_chain(&E("alone", None)), "alone");
+    }
+}

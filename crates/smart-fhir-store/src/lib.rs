@@ -8,7 +8,9 @@
 //! * [`SessionStore`]: per-session JSON values with a time-to-live, a one-time
 //!   [`take`](SessionStore::take) for `state` (P3) and a
 //!   [`compare_and_swap`](SessionStore::compare_and_swap) for refresh-token rotation (P12).
-//!   [`MemorySessionStore`] implements it in memory.
+//!   [`MemorySessionStore`] implements it in memory, `FileSessionStore` (feature `file`) in a
+//!   file only its owner can read. Both pass one contract test suite, `contract` (feature
+//!   `contract-tests`), which a store in another crate runs too.
 //! * [`LaunchContext`]: the typed launch context of an App Launch token response (`patient`,
 //!   `encounter`, `fhirContext`, ...), read from [`StoredToken::launch_context`].
 //!
@@ -49,16 +51,33 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Crate features
+//!
+//! None is on by default.
+//!
+//! * `file`: `FileSessionStore`, a [`SessionStore`] in a JSON file of mode 0600 with a lock file
+//!   between processes, for a session that outlives the process that signed in (the
+//!   `smart-fhir` command-line tool's saved sign-in). Adds `tokio` (`sync`, `time`).
+//! * `contract-tests`: the module `contract`, the [`SessionStore`] contract as test functions and
+//!   the `session_store_contract_tests!` macro, for a store in another crate. Adds `tokio`
+//!   (`rt-multi-thread`).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod contract;
 mod error;
+#[cfg(feature = "file")]
+mod file;
 mod launch_context;
 mod session;
 mod token;
 mod token_store;
 
 pub use error::{BoxError, StoreError};
+#[cfg(feature = "file")]
+pub use file::FileSessionStore;
 pub use launch_context::{FhirContextItem, LaunchContext, LaunchContextIssue, MAX_CONTEXT_ID_LEN};
 pub use session::{
     MemorySessionStore, SessionStore, SharedSessionStore, DEFAULT_MAX_SESSION_ENTRIES,

@@ -500,36 +500,10 @@ pub fn patient_name(patient: &Value) -> String {
     }
 }
 
+// The library's one HTML escaper and one error-chain line: an example shows what users call.
+use smart_fhir::core::text::error_chain;
 /// HTML-escapes text for element content and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// An error and its sources on one line.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let piece = s.to_string();
-        if !text.contains(&piece) {
-            text.push_str(": ");
-            text.push_str(&piece);
-        }
-        source = s.source();
-    }
-    text
-}
+pub use smart_fhir::core::text::escape_html as escape;
 
 fn launch_failed(e: &LaunchError) -> Response<Full<Bytes>> {
     let status = match e {
