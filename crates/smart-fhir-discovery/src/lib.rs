@@ -88,7 +88,10 @@ pub use config::{
 };
 pub use error::{BodyKind, DiscoveryError};
 pub use fetch::{discover, discover_with};
-pub use fit::{ClientAuthMethod, ClientProfile, Fit, FitError, FitNote, GrantKind, LaunchKind};
+pub use fit::{
+    ClientAuthMethod, ClientProfile, Fit, FitError, FitNote, GrantKind, LaunchKind,
+    SMART_REQUIRED_SIGNING_ALGORITHMS,
+};
 pub use metadata::{
     capability_statement_request, capability_statement_request_with, parse_capability_statement,
     METADATA_ACCEPT, OAUTH_URIS_EXTENSION, SECURITY_SERVICE_SYSTEMS,
