@@ -37,7 +37,7 @@ use smart_fhir_core::{AccessTokenProvider, ProviderError, ProviderErrorKind};
 use smart_fhir_jwt::Algorithm;
 use smart_fhir_oauth::{
     AppLaunch, AuthorizeRequest, ClientAuth, IssuerPolicy, LaunchClientConfig, LaunchError,
-    Launched, SessionClient,
+    Launched, PrivateKeyJwt, SessionClient,
 };
 use smart_fhir_store::{SessionStore, SharedSessionStore, StoreError};
 use tokio::net::TcpListener;
@@ -710,12 +710,14 @@ impl SavedAuth {
                     })?),
                     None => None,
                 };
-                ClientAuth::PrivateKeyJwt {
-                    key: private,
-                    alg,
-                    kid: kid.clone(),
-                    jku: None,
+                let mut credential = PrivateKeyJwt::new(private);
+                if let Some(alg) = alg {
+                    credential = credential.algorithm(alg);
                 }
+                if let Some(kid) = kid {
+                    credential = credential.kid(kid.clone());
+                }
+                ClientAuth::PrivateKeyJwt(credential)
             }
         })
     }

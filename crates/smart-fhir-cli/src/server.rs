@@ -6,7 +6,7 @@ use clap::Args;
 use smart_fhir_core::{Clock, FhirBaseUrl, InsecureHttp, SharedHttpClient, SystemClock, UrlError};
 use smart_fhir_discovery::SmartConfiguration;
 use smart_fhir_http::HyperHttpClient;
-use smart_fhir_oauth::BackendServices;
+use smart_fhir_oauth::{BackendServices, PrivateKeyJwt};
 
 use crate::keys::{load_key, Alg};
 use crate::{Failure, Result};
@@ -199,23 +199,23 @@ pub struct TokenArgs {
 pub fn token(a: TokenArgs) -> Result<u8> {
     let base = a.transport.base(&a.fhir_base)?;
     let http = a.transport.client()?;
-    let key = load_key(&a.key, a.kid.as_deref())?;
+    let mut credential = PrivateKeyJwt::new(load_key(&a.key, a.kid.as_deref())?);
+    if let Some(alg) = a.alg {
+        credential = credential.algorithm(alg.into());
+    }
+    if let Some(jku) = a.jku {
+        credential = credential.jku(jku);
+    }
     let mut b = BackendServices::builder()
         .fhir_base(base)
         .client_id(a.client_id)
         .scope(a.scope)
+        .private_key(credential)
         .http_client(http);
-    if let Some(alg) = a.alg {
-        b = b.algorithm(alg.into());
-    }
-    if let Some(jku) = a.jku {
-        b = b.jku(jku);
-    }
     if let Some(url) = a.token_url {
         b = b.token_endpoint(url);
     }
     let backend = b
-        .private_key(key)
         .build()
         .map_err(|e| Failure::from_error("invalid token request", &e))?;
     let rt = runtime()?;
@@ -302,19 +302,19 @@ impl FhirArgs {
             smart_fhir_http::FhirClient::builder(base.clone()).http_client(http.clone());
         if let (Some(client_id), Some(key), Some(scope)) = (&self.client_id, &self.key, &self.scope)
         {
-            let key = load_key(key, self.kid.as_deref())?;
+            let mut credential = PrivateKeyJwt::new(load_key(key, self.kid.as_deref())?);
+            if let Some(alg) = self.alg {
+                credential = credential.algorithm(alg.into());
+            }
+            if let Some(jku) = &self.jku {
+                credential = credential.jku(jku.clone());
+            }
             let mut b = BackendServices::builder()
                 .fhir_base(base)
                 .client_id(client_id.clone())
                 .scope(scope.clone())
-                .private_key(key)
+                .private_key(credential)
                 .http_client(http);
-            if let Some(alg) = self.alg {
-                b = b.algorithm(alg.into());
-            }
-            if let Some(jku) = &self.jku {
-                b = b.jku(jku.clone());
-            }
             if let Some(url) = &self.token_url {
                 b = b.token_endpoint(url.clone());
             }

@@ -40,17 +40,19 @@
 #![deny(missing_docs)]
 
 mod backend;
+mod credential;
 mod error;
-mod fit;
+#[cfg(feature = "fhir-client")]
+mod fhir;
 mod id_token;
 mod introspect;
 pub mod launch;
 pub mod token;
 
 pub use backend::{
-    BackendServices, BackendServicesBuilder, DEFAULT_ASSERTION_LIFETIME, DEFAULT_LOAD_TIMEOUT,
-    DEFAULT_RENEWAL_BUFFER,
+    BackendServices, BackendServicesBuilder, DEFAULT_LOAD_TIMEOUT, DEFAULT_RENEWAL_BUFFER,
 };
+pub use credential::{PrivateKeyJwt, DEFAULT_ASSERTION_LIFETIME};
 pub use error::{OAuthError, OAuthErrorCode};
 pub use id_token::{
     IdTokenClaims, IdTokenError, IdTokenExpectations, IdTokenVerifier, KeyDocument, KeyFetchError,
@@ -65,6 +67,7 @@ pub use introspect::{
     RevocationError, TokenTypeHint,
 };
 pub use launch::{
-    AppLaunch, AuthorizeRequest, ClientAuth, IssuerPolicy, LaunchClientConfig,
-    LaunchClientConfigBuilder, LaunchError, Launched, RelaunchReason, SessionClient,
+    AppLaunch, AuthorizeRequest, ClientAuth, FhirContextItem, IssuerPolicy, LaunchClientConfig,
+    LaunchClientConfigBuilder, LaunchContext, LaunchContextIssue, LaunchError, Launched,
+    RelaunchReason, SessionClient, MAX_CONTEXT_ID_LEN,
 };

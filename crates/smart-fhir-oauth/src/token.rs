@@ -1,4 +1,6 @@
-//! Sans-IO token-endpoint protocol: build the request, parse the response (SC-3.2–3.7).
+//! The token-endpoint protocol (SC-3.2–3.7): sans-IO request builders and the response parser,
+//! and [`exchange`], the one function every grant (client credentials, code exchange, refresh)
+//! sends its token request with.
 
 use std::time::{Duration, SystemTime};
 
@@ -7,8 +9,9 @@ use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use oauth2::basic::{BasicErrorResponseType, BasicTokenType};
 use oauth2::{ExtraTokenFields, StandardErrorResponse, StandardTokenResponse, TokenResponse as _};
 use serde::{Deserialize, Serialize};
-use smart_fhir_core::{AccessToken, IdToken, MaxResponseBytes, RefreshToken};
+use smart_fhir_core::{AccessToken, Clock, HttpClient, IdToken, MaxResponseBytes, RefreshToken};
 use smart_fhir_store::StoredToken;
+use tracing::Instrument as _;
 use url::Url;
 
 pub(crate) use smart_fhir_core::text::describe_json_error;
@@ -45,6 +48,94 @@ pub fn client_credentials_request(
         .append_pair("client_assertion", client_assertion)
         .finish();
     form_post(token_endpoint, body)
+}
+
+/// Sends a token request built by [`client_credentials_request`],
+/// [`code_exchange_request`](crate::launch::code_exchange_request) or
+/// [`refresh_request`](crate::launch::refresh_request) and reads the answer with
+/// [`parse_token_response`]: the one token exchange of every grant.
+///
+/// * A redirect is refused, never followed (the request carries a credential).
+/// * The token's lifetime is counted from `clock`'s time just before the request is sent, so the
+///   computed expiry is never later than the server's.
+/// * A `smart_fhir.token_request` span carries the grant, the endpoint's origin and path; one
+///   event gives the status, the duration and the number of granted scopes. No token,
+///   assertion, code, secret, query or body is logged.
+pub async fn exchange(
+    http: &dyn HttpClient,
+    clock: &dyn Clock,
+    request: http::Request<Bytes>,
+    requested_scope: &str,
+    grant: &'static str,
+) -> Result<StoredToken, OAuthError> {
+    let uri = request.uri();
+    let origin = format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or(""),
+        uri.authority().map_or("", |a| a.host())
+    );
+    let span = tracing::debug_span!(
+        "smart_fhir.token_request",
+        grant,
+        origin = %origin,
+        path = uri.path(),
+    );
+    async move {
+        let issued_at = clock.now();
+        let started = tokio::time::Instant::now();
+        let response = match http.execute(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::debug!(
+                    duration_ms = elapsed_ms(started),
+                    kind = ?e.kind(),
+                    "token request failed in transport"
+                );
+                return Err(OAuthError::from(e));
+            }
+        };
+        let status = response.status();
+        if status.is_redirection() {
+            tracing::debug!(
+                status = status.as_u16(),
+                duration_ms = elapsed_ms(started),
+                "token endpoint redirected; refused"
+            );
+            return Err(OAuthError::Status {
+                status: status.as_u16(),
+                excerpt:
+                    "the token endpoint redirected; redirects are not followed for token requests"
+                        .to_owned(),
+            });
+        }
+        let parsed = parse_token_response(response, issued_at, requested_scope);
+        match &parsed {
+            Ok(r) => tracing::debug!(
+                status = status.as_u16(),
+                duration_ms = elapsed_ms(started),
+                granted_scopes = r
+                    .token
+                    .scope
+                    .as_deref()
+                    .map_or(0, |s| s.split_whitespace().count()),
+                expires_in_given = r.expires_in_given,
+                "token granted"
+            ),
+            Err(e) => tracing::debug!(
+                status = status.as_u16(),
+                duration_ms = elapsed_ms(started),
+                code = e.oauth_code().map(ToString::to_string),
+                "token request refused"
+            ),
+        }
+        parsed.map(|r| r.token)
+    }
+    .instrument(span)
+    .await
+}
+
+fn elapsed_ms(started: tokio::time::Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A form `POST` to a token-like endpoint with the usual headers and the response bound.

@@ -9,8 +9,9 @@
 //!   [`take`](SessionStore::take) for `state` (P3) and a
 //!   [`compare_and_swap`](SessionStore::compare_and_swap) for refresh-token rotation (P12).
 //!   [`MemorySessionStore`] implements it in memory.
-//! * [`LaunchContext`]: the typed launch context of an App Launch token response (`patient`,
-//!   `encounter`, `fhirContext`, ...), read from [`StoredToken::launch_context`].
+//! * [`StoredToken::launch_context`] keeps the launch context of an App Launch token response
+//!   (`patient`, `encounter`, `fhirContext`, ...) as the server sent it; `smart-fhir-oauth`
+//!   reads it into a typed `LaunchContext`.
 //!
 //! The traits are object safe and held as `Arc<dyn …>` through [`SharedTokenStore`] and
 //! [`SharedSessionStore`]. A store failure converts into a
@@ -53,13 +54,11 @@
 #![deny(missing_docs)]
 
 mod error;
-mod launch_context;
 mod session;
 mod token;
 mod token_store;
 
 pub use error::{BoxError, StoreError};
-pub use launch_context::{FhirContextItem, LaunchContext, LaunchContextIssue, MAX_CONTEXT_ID_LEN};
 pub use session::{
     MemorySessionStore, SessionStore, SharedSessionStore, DEFAULT_MAX_SESSION_ENTRIES,
 };
