@@ -69,11 +69,13 @@ pub async fn exchange(
     grant: &'static str,
 ) -> Result<StoredToken, OAuthError> {
     let uri = request.uri();
-    let origin = format!(
-        "{}://{}",
-        uri.scheme_str().unwrap_or(""),
-        uri.authority().map_or("", |a| a.host())
-    );
+    // The origin with its port, without any `user:password@`.
+    let authority = uri.authority().map_or("", |a| {
+        a.as_str()
+            .rsplit_once('@')
+            .map_or(a.as_str(), |(_, host)| host)
+    });
+    let origin = format!("{}://{authority}", uri.scheme_str().unwrap_or(""));
     let span = tracing::debug_span!(
         "smart_fhir.token_request",
         grant,
