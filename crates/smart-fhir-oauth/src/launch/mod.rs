@@ -17,8 +17,10 @@
 //! The client types are those of [`ClientAuth`]: public, `client_secret_basic`,
 //! `client_secret_post` and `private_key_jwt`, used in the code exchange and in every refresh.
 //!
-//! The modules depend on each other one way: `error` ← `config` ← `context`, `record`,
-//! `protocol` ← `state` ← `shared` ← `refresh`, `session` ← `app` ← `authorize` (← `form`),
+//! The modules depend on each other one way (a module uses only those before it): `context`,
+//! `error`, `config`, `record`, `protocol`, `state`, `shared` (what the others share: the
+//! configuration, the refreshes in flight, the client's authentication, the token exchange),
+//! `refresh`, `session`, `app`, then `authorize` (the launch), `form` (its HTML page) and
 //! `callback`.
 
 mod app;
