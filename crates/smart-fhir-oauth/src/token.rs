@@ -557,6 +557,66 @@ mod tests {
         assert!(shown.len() < 200, "{}", shown.len());
     }
 
+    /// A transport whose server takes ten seconds to answer `status` with `body`.
+    #[derive(Debug)]
+    struct Slow {
+        clock: smart_fhir_core::FixedClock,
+        status: u16,
+        body: &'static str,
+    }
+
+    #[async_trait::async_trait]
+    impl HttpClient for Slow {
+        async fn execute(
+            &self,
+            _request: http::Request<Bytes>,
+        ) -> Result<http::Response<Bytes>, smart_fhir_core::HttpError> {
+            self.clock.advance(Duration::from_secs(10));
+            Ok(response(self.status, self.body))
+        }
+    }
+
+    fn slow(status: u16, body: &'static str) -> (Slow, smart_fhir_core::FixedClock) {
+        let clock = smart_fhir_core::FixedClock::at_unix(1_700_000_000);
+        let transport = Slow {
+            clock: clock.clone(),
+            status,
+            body,
+        };
+        (transport, clock)
+    }
+
+    /// SC-3.4: the one token exchange counts a token's lifetime from just before the request
+    /// was sent, so the computed expiry is never later than the server's.
+    #[tokio::test]
+    async fn sc_3_4_exchange_counts_the_lifetime_from_before_the_request() {
+        let (http, clock) = slow(
+            200,
+            r#"{"access_token":"tok","token_type":"Bearer","expires_in":3600}"#,
+        );
+        let url = Url::parse("https://auth.example/token").unwrap();
+        let request = client_credentials_request(&url, "system/*.rs", "a.b.c").unwrap();
+        let token = exchange(&http, &clock, request, "system/*.rs", "client_credentials")
+            .await
+            .unwrap();
+        assert_eq!(token.issued_at, now());
+        assert_eq!(token.expires_at, now() + Duration::from_secs(3600));
+        assert_eq!(clock.now(), now() + Duration::from_secs(10));
+    }
+
+    /// SC-3.2: the token exchange never follows a redirect (the request carries a credential).
+    #[tokio::test]
+    async fn exchange_refuses_redirects() {
+        let (http, clock) = slow(307, "");
+        let url = Url::parse("https://auth.example/token").unwrap();
+        let request = client_credentials_request(&url, "system/*.rs", "a.b.c").unwrap();
+        let e = exchange(&http, &clock, request, "system/*.rs", "client_credentials")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, OAuthError::Status { status: 307, .. }), "{e:?}");
+        assert!(e.to_string().contains("redirect"), "{e}");
+    }
+
     #[test]
     fn error_excerpt_is_bounded() {
         let big = "x".repeat(10 * 1024 * 1024);
