@@ -19,7 +19,9 @@ use smart_fhir_core::{
     ProviderErrorKind, SharedClock, SharedHttpClient, SystemClock,
 };
 use smart_fhir_jwt::Algorithm;
-use smart_fhir_oauth::{AppLaunch, ClientAuth, IssuerPolicy, LaunchClientConfig, SessionClient};
+use smart_fhir_oauth::{
+    AppLaunch, ClientAuth, IssuerPolicy, LaunchClientConfig, PrivateKeyJwt, SessionClient,
+};
 use smart_fhir_store::{FileSessionStore, SharedSessionStore, StoreError};
 use tokio::sync::OnceCell;
 
@@ -89,12 +91,14 @@ impl SavedAuth {
                     })?),
                     None => None,
                 };
-                ClientAuth::PrivateKeyJwt {
-                    key: private,
-                    alg,
-                    kid: kid.clone(),
-                    jku: None,
+                let mut credential = PrivateKeyJwt::new(private);
+                if let Some(alg) = alg {
+                    credential = credential.algorithm(alg);
                 }
+                if let Some(kid) = kid {
+                    credential = credential.kid(kid.clone());
+                }
+                ClientAuth::PrivateKeyJwt(credential)
             }
         })
     }

@@ -6,7 +6,7 @@ use clap::Args;
 use smart_fhir_core::{Clock, FhirBaseUrl, SharedHttpClient, SystemClock};
 use smart_fhir_discovery::SmartConfiguration;
 use smart_fhir_jwt::PrivateKey;
-use smart_fhir_oauth::{BackendServices, BackendServicesBuilder};
+use smart_fhir_oauth::{BackendServices, BackendServicesBuilder, PrivateKeyJwt};
 
 use crate::credentials::saved_session;
 use crate::keys::{load_key, load_key_text, Alg};
@@ -50,18 +50,19 @@ fn backend_builder(
     jku: Option<&str>,
     token_url: Option<&str>,
 ) -> BackendServicesBuilder {
+    let mut credential = PrivateKeyJwt::new(key);
+    if let Some(alg) = alg {
+        credential = credential.algorithm(alg.into());
+    }
+    if let Some(jku) = jku {
+        credential = credential.jku(jku);
+    }
     let mut b = BackendServices::builder()
         .fhir_base(base)
         .client_id(client_id)
         .scope(scope)
-        .private_key(key)
+        .private_key(credential)
         .http_client(http);
-    if let Some(alg) = alg {
-        b = b.algorithm(alg.into());
-    }
-    if let Some(jku) = jku {
-        b = b.jku(jku);
-    }
     if let Some(url) = token_url {
         b = b.token_endpoint(url);
     }

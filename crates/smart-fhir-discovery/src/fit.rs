@@ -5,6 +5,10 @@ use std::fmt;
 use crate::capability::Capability;
 use crate::config::{list, SmartConfiguration};
 
+/// The client-assertion algorithms every SMART server must accept (SC-2.7): chosen first when
+/// the server does not list its algorithms.
+pub const SMART_REQUIRED_SIGNING_ALGORITHMS: [&str; 2] = ["RS384", "ES384"];
+
 /// The OAuth grant the client will use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -373,6 +377,9 @@ impl SmartConfiguration {
         })
     }
 
+    /// The one choice of the assertion algorithm among the client's candidates (most preferred
+    /// first, as `smart_fhir_jwt::PrivateKey::signing_algorithms` orders them): the first the
+    /// server lists; when it lists none, the first that every SMART server must accept.
     fn choose_algorithm(
         &self,
         candidates: &[String],
@@ -394,7 +401,7 @@ impl SmartConfiguration {
                 notes.push(FitNote::SigningAlgorithmsNotListed);
                 Ok(candidates
                     .iter()
-                    .find(|c| *c == "RS384" || *c == "ES384")
+                    .find(|c| SMART_REQUIRED_SIGNING_ALGORITHMS.contains(&c.as_str()))
                     .or_else(|| candidates.first())
                     .cloned()
                     .unwrap_or_default())

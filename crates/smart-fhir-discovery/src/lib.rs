@@ -97,7 +97,10 @@ pub use capability::{Capability, CapabilitySet};
 pub use config::{AssociatedEndpoint, ConfigurationSource, SmartConfiguration, Validation};
 pub use error::{BodyKind, DiscoveryError};
 pub use fetch::{discover, discover_with};
-pub use fit::{ClientAuthMethod, ClientProfile, Fit, FitError, FitNote, GrantKind, LaunchKind};
+pub use fit::{
+    ClientAuthMethod, ClientProfile, Fit, FitError, FitNote, GrantKind, LaunchKind,
+    SMART_REQUIRED_SIGNING_ALGORITHMS,
+};
 pub use issue::ValidationIssue;
 pub use jwks::{
     fetch_jwks, jwks_request, parse_jwks, JwksCache, DEFAULT_JWKS_REFETCH_INTERVAL,

@@ -33,6 +33,17 @@ impl Algorithm {
         Algorithm::ES384,
     ];
 
+    /// The order in which a client picks the algorithm for its assertions when it may choose:
+    /// the two every SMART server must accept first (`RS384`, `ES384`; SC-2.7), then the others
+    /// this crate signs with. The one definition of this preference in the workspace.
+    pub const PREFERENCE: [Algorithm; 5] = [
+        Algorithm::RS384,
+        Algorithm::ES384,
+        Algorithm::ES256,
+        Algorithm::PS384,
+        Algorithm::RS256,
+    ];
+
     /// The JOSE name (`"RS384"`, …).
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -142,7 +142,7 @@ impl AssertionSignerBuilder<'_> {
     /// `jku` is not an acceptable URL.
     pub fn build(self) -> Result<AssertionSigner, JwtError> {
         let key_type = self.key.key_type();
-        if !self.alg.fits(key_type) || self.key.algorithm().is_some_and(|a| a != self.alg) {
+        if !self.key.can_sign_with(self.alg) {
             return Err(JwtError::AlgorithmKeyMismatch {
                 alg: self.alg,
                 key: key_type,

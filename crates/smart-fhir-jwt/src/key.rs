@@ -374,6 +374,22 @@ impl PrivateKey {
         self.alg
     }
 
+    /// The algorithms this key can sign with, most preferred first ([`Algorithm::PREFERENCE`]):
+    /// those that fit its type (RS*/PS* for RSA, ES256 for P-256, ES384 for P-384), or only the
+    /// pinned one when the key is pinned. Never empty for a loaded key.
+    pub fn signing_algorithms(&self) -> Vec<Algorithm> {
+        Algorithm::PREFERENCE
+            .into_iter()
+            .filter(|alg| self.can_sign_with(*alg))
+            .collect()
+    }
+
+    /// Whether this key can sign with `alg`: the algorithm fits the key's type and does not
+    /// contradict a pinned algorithm.
+    pub fn can_sign_with(&self, alg: Algorithm) -> bool {
+        alg.fits(self.key_type) && self.alg.is_none_or(|pinned| pinned == alg)
+    }
+
     /// The public JWK for registration (SC-2.1, SC-2.3): `kty`, `kid`, `use: "sig"`, `alg` when
     /// pinned, and `n`/`e` or `crv`/`x`/`y`. No private member is ever written (SC-2.4).
     pub fn public_jwk(&self) -> Value {
@@ -857,6 +873,31 @@ pub(crate) mod tests {
             ec.with_algorithm(Algorithm::ES256).unwrap().algorithm(),
             Some(Algorithm::ES256)
         );
+    }
+
+    /// SC-2.7, SC-1.13: the algorithms a key can sign with, in the one preference order
+    /// (RS384 / ES384 first); a pinned key offers only its algorithm.
+    #[test]
+    fn sc_2_7_signing_algorithms_follow_the_preference_and_the_pin() {
+        assert_eq!(
+            shared(KeySpec::Rsa2048).signing_algorithms(),
+            [Algorithm::RS384, Algorithm::PS384, Algorithm::RS256]
+        );
+        assert_eq!(
+            shared(KeySpec::P256).signing_algorithms(),
+            [Algorithm::ES256]
+        );
+        assert_eq!(
+            shared(KeySpec::P384).signing_algorithms(),
+            [Algorithm::ES384]
+        );
+        let pinned = shared(KeySpec::Rsa2048)
+            .clone()
+            .with_algorithm(Algorithm::PS384)
+            .unwrap();
+        assert_eq!(pinned.signing_algorithms(), [Algorithm::PS384]);
+        assert!(!pinned.can_sign_with(Algorithm::RS384));
+        assert!(!shared(KeySpec::P256).can_sign_with(Algorithm::ES384));
     }
 
     #[test]

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use smart_fhir_core::{HttpError, UrlError};
@@ -47,7 +48,10 @@ impl std::fmt::Display for OAuthErrorCode {
 }
 
 /// Errors of the OAuth grants. None carries a token, an assertion or a key.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Clone`, so that one failed token request can be reported to every caller that waited for it
+/// (single flight): the causes that are not `Clone` themselves are held in an [`Arc`].
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum OAuthError {
     /// The client's configuration is incomplete or wrong.
@@ -63,7 +67,7 @@ pub enum OAuthError {
     Url(#[from] UrlError),
     /// Discovery of the server's SMART configuration failed.
     #[error("SMART discovery failed")]
-    Discovery(#[source] DiscoveryError),
+    Discovery(#[source] Arc<DiscoveryError>),
     /// The server does not support what this client is configured for (SC-1.13).
     #[error("the server does not fit this client")]
     Unfit(#[source] smart_fhir_discovery::FitError),
@@ -72,7 +76,7 @@ pub enum OAuthError {
     Assertion(#[source] JwtError),
     /// The token request could not be sent or its response not read.
     #[error("token request failed")]
-    Http(#[source] HttpError),
+    Http(#[source] Arc<HttpError>),
     /// The authorization server answered with an OAuth error (SC-3.7).
     #[error("token endpoint answered {status} {code}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     Server {
@@ -106,28 +110,37 @@ pub enum OAuthError {
     Timeout(Duration),
     /// The token store failed.
     #[error("token store failed")]
-    Store(#[source] StoreError),
-    /// A shared token request, made for several callers, failed; the cause is its source.
-    #[error(transparent)]
-    Shared(std::sync::Arc<OAuthError>),
+    Store(#[source] Arc<StoreError>),
+}
+
+impl From<HttpError> for OAuthError {
+    fn from(e: HttpError) -> Self {
+        Self::Http(Arc::new(e))
+    }
+}
+
+impl From<DiscoveryError> for OAuthError {
+    fn from(e: DiscoveryError) -> Self {
+        Self::Discovery(Arc::new(e))
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(Arc::new(e))
+    }
 }
 
 impl OAuthError {
-    /// Whether the server refused the client's authentication (`invalid_client`, SC-2.15),
-    /// looking through a shared error.
+    /// Whether the server refused the client's authentication (`invalid_client`, SC-2.15).
     pub fn is_invalid_client(&self) -> bool {
-        match self {
-            Self::Server { code, .. } => *code == OAuthErrorCode::InvalidClient,
-            Self::Shared(inner) => inner.is_invalid_client(),
-            _ => false,
-        }
+        self.oauth_code() == Some(&OAuthErrorCode::InvalidClient)
     }
 
     /// The OAuth error code, when the server sent one.
     pub fn oauth_code(&self) -> Option<&OAuthErrorCode> {
         match self {
             Self::Server { code, .. } => Some(code),
-            Self::Shared(inner) => inner.oauth_code(),
             _ => None,
         }
     }

@@ -417,7 +417,7 @@ pub async fn introspect_with(
     insecure: InsecureHttp,
 ) -> Result<Introspection, OAuthError> {
     let request = introspection_request_with(endpoint, token, hint, auth, insecure)?;
-    let response = http.execute(request).await.map_err(OAuthError::Http)?;
+    let response = http.execute(request).await.map_err(OAuthError::from)?;
     parse_introspection_response(response)
 }
 
@@ -581,7 +581,7 @@ pub async fn revoke_with(
     let response = http
         .execute(request)
         .await
-        .map_err(|e| RevocationError::Failed(OAuthError::Http(e)))?;
+        .map_err(|e| RevocationError::Failed(OAuthError::from(e)))?;
     parse_revocation_response(response)
 }
 

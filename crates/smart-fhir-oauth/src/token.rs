@@ -1,4 +1,6 @@
-//! Sans-IO token-endpoint protocol: build the request, parse the response (SC-3.2–3.7).
+//! The token-endpoint protocol (SC-3.2–3.7): sans-IO request builders and the response parser,
+//! and [`exchange`], the one function every grant (client credentials, code exchange, refresh)
+//! sends its token request with.
 
 use std::time::{Duration, SystemTime};
 
@@ -7,8 +9,9 @@ use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use oauth2::basic::{BasicErrorResponseType, BasicTokenType};
 use oauth2::{ExtraTokenFields, StandardErrorResponse, StandardTokenResponse, TokenResponse as _};
 use serde::{Deserialize, Serialize};
-use smart_fhir_core::{AccessToken, IdToken, MaxResponseBytes, RefreshToken};
+use smart_fhir_core::{AccessToken, Clock, HttpClient, IdToken, MaxResponseBytes, RefreshToken};
 use smart_fhir_store::StoredToken;
+use tracing::Instrument as _;
 use url::Url;
 
 pub(crate) use smart_fhir_core::text::describe_json_error;
@@ -45,6 +48,96 @@ pub fn client_credentials_request(
         .append_pair("client_assertion", client_assertion)
         .finish();
     form_post(token_endpoint, body)
+}
+
+/// Sends a token request built by [`client_credentials_request`],
+/// [`code_exchange_request`](crate::launch::code_exchange_request) or
+/// [`refresh_request`](crate::launch::refresh_request) and reads the answer with
+/// [`parse_token_response`]: the one token exchange of every grant.
+///
+/// * A redirect is refused, never followed (the request carries a credential).
+/// * The token's lifetime is counted from `clock`'s time just before the request is sent, so the
+///   computed expiry is never later than the server's.
+/// * A `smart_fhir.token_request` span carries the grant, the endpoint's origin and path; one
+///   event gives the status, the duration and the number of granted scopes. No token,
+///   assertion, code, secret, query or body is logged.
+pub async fn exchange(
+    http: &dyn HttpClient,
+    clock: &dyn Clock,
+    request: http::Request<Bytes>,
+    requested_scope: &str,
+    grant: &'static str,
+) -> Result<StoredToken, OAuthError> {
+    let uri = request.uri();
+    // The origin with its port, without any `user:password@`.
+    let authority = uri.authority().map_or("", |a| {
+        a.as_str()
+            .rsplit_once('@')
+            .map_or(a.as_str(), |(_, host)| host)
+    });
+    let origin = format!("{}://{authority}", uri.scheme_str().unwrap_or(""));
+    let span = tracing::debug_span!(
+        "smart_fhir.token_request",
+        grant,
+        origin = %origin,
+        path = uri.path(),
+    );
+    async move {
+        let issued_at = clock.now();
+        let started = tokio::time::Instant::now();
+        let response = match http.execute(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::debug!(
+                    duration_ms = elapsed_ms(started),
+                    kind = ?e.kind(),
+                    "token request failed in transport"
+                );
+                return Err(OAuthError::from(e));
+            }
+        };
+        let status = response.status();
+        if status.is_redirection() {
+            tracing::debug!(
+                status = status.as_u16(),
+                duration_ms = elapsed_ms(started),
+                "token endpoint redirected; refused"
+            );
+            return Err(OAuthError::Status {
+                status: status.as_u16(),
+                excerpt:
+                    "the token endpoint redirected; redirects are not followed for token requests"
+                        .to_owned(),
+            });
+        }
+        let parsed = parse_token_response(response, issued_at, requested_scope);
+        match &parsed {
+            Ok(r) => tracing::debug!(
+                status = status.as_u16(),
+                duration_ms = elapsed_ms(started),
+                granted_scopes = r
+                    .token
+                    .scope
+                    .as_deref()
+                    .map_or(0, |s| s.split_whitespace().count()),
+                expires_in_given = r.expires_in_given,
+                "token granted"
+            ),
+            Err(e) => tracing::debug!(
+                status = status.as_u16(),
+                duration_ms = elapsed_ms(started),
+                code = e.oauth_code().map(ToString::to_string),
+                "token request refused"
+            ),
+        }
+        parsed.map(|r| r.token)
+    }
+    .instrument(span)
+    .await
+}
+
+fn elapsed_ms(started: tokio::time::Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A form `POST` to a token-like endpoint with the usual headers and the response bound.
@@ -462,6 +555,66 @@ mod tests {
         assert!(shown.contains("odd"), "{shown}");
         assert!(!shown.chars().any(char::is_control), "{shown:?}");
         assert!(shown.len() < 200, "{}", shown.len());
+    }
+
+    /// A transport whose server takes ten seconds to answer `status` with `body`.
+    #[derive(Debug)]
+    struct Slow {
+        clock: smart_fhir_core::FixedClock,
+        status: u16,
+        body: &'static str,
+    }
+
+    #[async_trait::async_trait]
+    impl HttpClient for Slow {
+        async fn execute(
+            &self,
+            _request: http::Request<Bytes>,
+        ) -> Result<http::Response<Bytes>, smart_fhir_core::HttpError> {
+            self.clock.advance(Duration::from_secs(10));
+            Ok(response(self.status, self.body))
+        }
+    }
+
+    fn slow(status: u16, body: &'static str) -> (Slow, smart_fhir_core::FixedClock) {
+        let clock = smart_fhir_core::FixedClock::at_unix(1_700_000_000);
+        let transport = Slow {
+            clock: clock.clone(),
+            status,
+            body,
+        };
+        (transport, clock)
+    }
+
+    /// SC-3.4: the one token exchange counts a token's lifetime from just before the request
+    /// was sent, so the computed expiry is never later than the server's.
+    #[tokio::test]
+    async fn sc_3_4_exchange_counts_the_lifetime_from_before_the_request() {
+        let (http, clock) = slow(
+            200,
+            r#"{"access_token":"tok","token_type":"Bearer","expires_in":3600}"#,
+        );
+        let url = Url::parse("https://auth.example/token").unwrap();
+        let request = client_credentials_request(&url, "system/*.rs", "a.b.c").unwrap();
+        let token = exchange(&http, &clock, request, "system/*.rs", "client_credentials")
+            .await
+            .unwrap();
+        assert_eq!(token.issued_at, now());
+        assert_eq!(token.expires_at, now() + Duration::from_secs(3600));
+        assert_eq!(clock.now(), now() + Duration::from_secs(10));
+    }
+
+    /// SC-3.2: the token exchange never follows a redirect (the request carries a credential).
+    #[tokio::test]
+    async fn exchange_refuses_redirects() {
+        let (http, clock) = slow(307, "");
+        let url = Url::parse("https://auth.example/token").unwrap();
+        let request = client_credentials_request(&url, "system/*.rs", "a.b.c").unwrap();
+        let e = exchange(&http, &clock, request, "system/*.rs", "client_credentials")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, OAuthError::Status { status: 307, .. }), "{e:?}");
+        assert!(e.to_string().contains("redirect"), "{e}");
     }
 
     #[test]

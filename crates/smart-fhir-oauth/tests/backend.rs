@@ -13,8 +13,8 @@ use smart_fhir_core::AccessTokenProvider;
 use smart_fhir_core::{
     AccessToken, FhirBaseUrl, FixedClock, HttpClient, HttpError, SharedHttpClient,
 };
-use smart_fhir_jwt::{KeySpec, PrivateKey};
-use smart_fhir_oauth::{BackendServices, OAuthError, OAuthErrorCode};
+use smart_fhir_jwt::{Algorithm, KeySpec, PrivateKey};
+use smart_fhir_oauth::{BackendServices, OAuthError, OAuthErrorCode, PrivateKeyJwt};
 
 const BASE: &str = "https://ehr.example/fhir";
 const TOKEN_URL: &str = "https://auth.example/oauth2/token";
@@ -360,10 +360,7 @@ async fn load_timeout_bounds_a_hanging_server() {
         .build()
         .unwrap();
     let err = backend.access_token().await.unwrap_err();
-    assert!(
-        matches!(&err, OAuthError::Shared(e) if matches!(**e, OAuthError::Timeout(_))),
-        "{err:?}"
-    );
+    assert!(matches!(&err, OAuthError::Timeout(_)), "{err:?}");
 }
 
 /// The builder refuses incomplete or unsafe configuration with a typed error.
@@ -376,14 +373,23 @@ fn builder_refuses_bad_configuration() {
         (builder(&fake).scope("patient/Observation.rx"), "scope"),
         (builder(&fake).scope("   "), "scope"),
         (
-            builder(&fake).assertion_lifetime(Duration::from_secs(301)),
+            builder(&fake).private_key(
+                PrivateKeyJwt::new(key()).assertion_lifetime(Duration::from_secs(301)),
+            ),
             "assertion_lifetime",
         ),
         (
             builder(&fake).token_endpoint("http://auth.example/token"),
             "http",
         ),
-        (builder(&fake).jku("ftp://x/jwks"), "jku"),
+        (
+            builder(&fake).private_key(PrivateKeyJwt::new(key()).jku("ftp://x/jwks")),
+            "jku",
+        ),
+        (
+            builder(&fake).private_key(PrivateKeyJwt::new(key()).algorithm(Algorithm::ES256)),
+            "ES256 does not fit",
+        ),
     ];
     for (b, expect) in cases {
         let err = b.build().unwrap_err();

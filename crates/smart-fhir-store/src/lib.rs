@@ -11,8 +11,9 @@
 //!   [`MemorySessionStore`] implements it in memory, `FileSessionStore` (feature `file`) in a
 //!   file only its owner can read. Both pass one contract test suite, `contract` (feature
 //!   `contract-tests`), which a store in another crate runs too.
-//! * [`LaunchContext`]: the typed launch context of an App Launch token response (`patient`,
-//!   `encounter`, `fhirContext`, ...), read from [`StoredToken::launch_context`].
+//! * [`StoredToken::launch_context`] keeps the launch context of an App Launch token response
+//!   (`patient`, `encounter`, `fhirContext`, ...) as the server sent it; `smart-fhir-oauth`
+//!   reads it into a typed `LaunchContext`.
 //!
 //! The traits are object safe and held as `Arc<dyn …>` through [`SharedTokenStore`] and
 //! [`SharedSessionStore`]. A store failure converts into a
@@ -70,7 +71,6 @@ pub mod contract;
 mod error;
 #[cfg(feature = "file")]
 mod file;
-mod launch_context;
 mod session;
 mod token;
 mod token_store;
@@ -78,7 +78,6 @@ mod token_store;
 pub use error::{BoxError, StoreError};
 #[cfg(feature = "file")]
 pub use file::FileSessionStore;
-pub use launch_context::{FhirContextItem, LaunchContext, LaunchContextIssue, MAX_CONTEXT_ID_LEN};
 pub use session::{
     MemorySessionStore, SessionStore, SharedSessionStore, DEFAULT_MAX_SESSION_ENTRIES,
 };

@@ -16,7 +16,7 @@ use smart_fhir_http::{FhirClient, HyperHttpClient};
 use smart_fhir_jwt::PrivateKey;
 use smart_fhir_oauth::{
     BackendServices, BackendServicesBuilder, ClientAuth, IssuerPolicy, LaunchClientConfig,
-    LaunchClientConfigBuilder,
+    LaunchClientConfigBuilder, PrivateKeyJwt,
 };
 use smart_fhir_scopes::ScopeSet;
 use zeroize::Zeroizing;
@@ -413,26 +413,30 @@ impl Config {
     pub fn backend_services_builder(&self) -> Result<BackendServicesBuilder, Error> {
         let client_id = self.require(&self.client_id, CLIENT_ID)?;
         let scope = self.require(&self.scope, SCOPE)?;
-        let key = self
-            .private_key
-            .clone()
-            .ok_or_else(|| ConfigError::Missing {
-                var: self.name(PRIVATE_KEY),
-                alternative: Some(self.name(PRIVATE_KEY_FILE)),
-            })?;
+        let credential = self.credential().ok_or_else(|| ConfigError::Missing {
+            var: self.name(PRIVATE_KEY),
+            alternative: Some(self.name(PRIVATE_KEY_FILE)),
+        })?;
         let mut builder = BackendServices::builder()
             .fhir_base(self.fhir_base.clone())
             .client_id(client_id)
             .scope(scope)
-            .private_key(key)
+            .private_key(credential)
             .http_client(self.http_client()?);
-        if let Some(jku) = &self.jku {
-            builder = builder.jku(jku.clone());
-        }
         if let Some(url) = &self.token_url {
             builder = builder.token_endpoint(url.clone());
         }
         Ok(builder)
+    }
+
+    /// The `private_key_jwt` credential (the key with its kid, and `SMART_JKU`), when a key is set.
+    fn credential(&self) -> Option<PrivateKeyJwt> {
+        let key = self.private_key.clone()?;
+        let credential = PrivateKeyJwt::new(key);
+        Some(match &self.jku {
+            Some(jku) => credential.jku(jku.clone()),
+            None => credential,
+        })
     }
 
     /// A Backend Services token source for the configured server: tokens for the FHIR client,
@@ -457,13 +461,8 @@ impl Config {
     ///
     /// Fails when `SMART_CLIENT_ID`, `SMART_SCOPE` or `SMART_REDIRECT_URI` is not set.
     pub fn app_launch_config(&self) -> Result<LaunchClientConfigBuilder, Error> {
-        let auth = match &self.private_key {
-            Some(key) => ClientAuth::PrivateKeyJwt {
-                key: key.clone(),
-                alg: None,
-                kid: None,
-                jku: self.jku.clone(),
-            },
+        let auth = match self.credential() {
+            Some(credential) => ClientAuth::PrivateKeyJwt(credential),
             None => ClientAuth::Public,
         };
         Ok(LaunchClientConfig::builder()

@@ -411,7 +411,7 @@ async fn sc_4_33_tampered_id_token_is_refused() {
     let query = standalone_callback_query(&app, &sid).await;
     let e = app.callback(&sid, &query).await.unwrap_err();
     assert!(
-        matches!(e, LaunchError::IdToken(IdTokenError::Signature(_))),
+        matches!(&e, LaunchError::IdToken(inner) if matches!(**inner, IdTokenError::Signature(_))),
         "{e:?}"
     );
     assert!(
@@ -451,7 +451,7 @@ async fn sc_4_33_expired_id_token_is_refused() {
     .await;
     let e = result.unwrap_err();
     assert!(
-        matches!(e, LaunchError::IdToken(IdTokenError::Expired { .. })),
+        matches!(&e, LaunchError::IdToken(inner) if matches!(**inner, IdTokenError::Expired { .. })),
         "{e:?}"
     );
 }
@@ -476,7 +476,7 @@ async fn sc_4_33_id_token_for_another_audience_is_refused() {
     let query = standalone_callback_query(&app, &sid).await;
     let e = app.callback(&sid, &query).await.unwrap_err();
     assert!(
-        matches!(e, LaunchError::IdToken(IdTokenError::Audience { .. })),
+        matches!(&e, LaunchError::IdToken(inner) if matches!(**inner, IdTokenError::Audience { .. })),
         "{e:?}"
     );
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use smart_fhir_core::{AccessToken, Clock, SystemClock};
 use smart_fhir_integration_tests::*;
 use smart_fhir_jwt::Algorithm;
-use smart_fhir_oauth::BackendServices;
+use smart_fhir_oauth::{BackendServices, PrivateKeyJwt};
 use smart_fhir_store::{MemoryTokenStore, SharedTokenStore, StoredToken, TokenStore};
 
 fn source(client_id: &str, key_name: &str, scope: &str) -> BackendServices {
@@ -54,8 +54,7 @@ async fn sc_2_7_es384_token_then_fhir_read() {
         .fhir_base(base())
         .client_id("it-es384")
         .scope("system/Patient.rs")
-        .private_key(key("es384"))
-        .algorithm(Algorithm::ES384)
+        .private_key(PrivateKeyJwt::new(key("es384")).algorithm(Algorithm::ES384))
         .http_client(http())
         .build()
         .expect("backend services");
@@ -75,8 +74,7 @@ async fn sc_2_9_client_registered_by_jwks_url_with_jku() {
         .fhir_base(base())
         .client_id("it-jku")
         .scope("system/Patient.rs")
-        .private_key(key("jku-rs384"))
-        .jku(jku)
+        .private_key(PrivateKeyJwt::new(key("jku-rs384")).jku(jku))
         .http_client(http())
         .build()
         .expect("backend services");

@@ -2,7 +2,6 @@
 //! retries with `Retry-After`.
 
 mod error;
-mod launch;
 mod ops;
 mod paging;
 mod response;

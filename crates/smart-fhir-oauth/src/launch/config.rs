@@ -9,10 +9,11 @@ use smart_fhir_core::{
     SharedHttpClient, Url,
 };
 use smart_fhir_discovery::{ClientAuthMethod, DiscoveryCache};
-use smart_fhir_jwt::{Algorithm, AssertionSigner, PrivateKey};
+use smart_fhir_jwt::Algorithm;
 use smart_fhir_scopes::ScopeSet;
 use smart_fhir_store::{MemorySessionStore, SessionStore, SharedSessionStore};
 
+use crate::credential::PrivateKeyJwt;
 use crate::error::excerpt;
 use crate::id_token::IdTokenVerifier;
 use crate::launch::error::LaunchError;
@@ -30,19 +31,6 @@ pub const DEFAULT_REFRESH_BUFFER: Duration = Duration::from_secs(30);
 pub const DEFAULT_AUTHORIZE_POST_THRESHOLD: usize = 2000;
 /// How long one refresh may take in all, by default.
 pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a signed client assertion is valid (SC-2.10: at most 5 minutes).
-pub(crate) const ASSERTION_LIFETIME: Duration = Duration::from_secs(120);
-
-/// Preference order of the client-assertion algorithms when none is configured: the two every
-/// SMART server must accept first (SC-2.7), then the others this library signs with.
-const ALGORITHM_PREFERENCE: [Algorithm; 5] = [
-    Algorithm::RS384,
-    Algorithm::ES384,
-    Algorithm::ES256,
-    Algorithm::PS384,
-    Algorithm::RS256,
-];
-
 /// How the client authenticates at the token endpoint, in the code exchange and in every
 /// refresh.
 // Built once per application and never moved on a hot path: boxing the key variant would only
@@ -59,29 +47,14 @@ pub enum ClientAuth {
     /// `client_secret_post`: `client_id` and `client_secret` in the form body (SC-2.21).
     ClientSecretPost(ClientSecret),
     /// `private_key_jwt`: a freshly signed client assertion whose `aud` is the token endpoint
-    /// (SC-2.9 – SC-2.13).
-    PrivateKeyJwt {
-        /// The signing key.
-        key: PrivateKey,
-        /// The algorithm; default: the first the server accepts of those that fit the key
-        /// (RS384 or ES384 first).
-        alg: Option<Algorithm>,
-        /// The `kid` header (default: the key's own `kid`, or its RFC 7638 thumbprint).
-        kid: Option<String>,
-        /// The `jku` header: the client's registered JWKS URL (SC-2.9).
-        jku: Option<String>,
-    },
+    /// (SC-2.9 – SC-2.13), with the same credential type as Backend Services.
+    PrivateKeyJwt(PrivateKeyJwt),
 }
 
 impl ClientAuth {
-    /// `private_key_jwt` with `key` and the default algorithm, `kid` and no `jku`.
-    pub fn private_key_jwt(key: PrivateKey) -> Self {
-        Self::PrivateKeyJwt {
-            key,
-            alg: None,
-            kid: None,
-            jku: None,
-        }
+    /// `private_key_jwt` with a key (and the defaults) or a configured [`PrivateKeyJwt`].
+    pub fn private_key_jwt(credential: impl Into<PrivateKeyJwt>) -> Self {
+        Self::PrivateKeyJwt(credential.into())
     }
 
     /// The `token_endpoint_auth_methods_supported` name of this method.
@@ -90,7 +63,7 @@ impl ClientAuth {
             Self::Public => "none",
             Self::ClientSecretBasic(_) => "client_secret_basic",
             Self::ClientSecretPost(_) => "client_secret_post",
-            Self::PrivateKeyJwt { .. } => "private_key_jwt",
+            Self::PrivateKeyJwt(_) => "private_key_jwt",
         }
     }
 }
@@ -101,13 +74,9 @@ impl fmt::Debug for ClientAuth {
             Self::Public => f.write_str("Public"),
             Self::ClientSecretBasic(_) => f.write_str("ClientSecretBasic([redacted])"),
             Self::ClientSecretPost(_) => f.write_str("ClientSecretPost([redacted])"),
-            Self::PrivateKeyJwt { key, alg, kid, jku } => f
-                .debug_struct("PrivateKeyJwt")
-                .field("key", key)
-                .field("alg", alg)
-                .field("kid", kid)
-                .field("jku", jku)
-                .finish(),
+            Self::PrivateKeyJwt(credential) => {
+                f.debug_tuple("PrivateKeyJwt").field(credential).finish()
+            }
         }
     }
 }
@@ -232,9 +201,7 @@ impl LaunchClientConfig {
             ClientAuth::Public => ClientAuthMethod::None,
             ClientAuth::ClientSecretBasic(_) => ClientAuthMethod::ClientSecretBasic,
             ClientAuth::ClientSecretPost(_) => ClientAuthMethod::ClientSecretPost,
-            ClientAuth::PrivateKeyJwt { .. } => {
-                ClientAuthMethod::private_key_jwt(self.algorithms.iter().map(|a| a.to_string()))
-            }
+            ClientAuth::PrivateKeyJwt(_) => PrivateKeyJwt::auth_method(&self.algorithms),
         }
     }
 }
@@ -427,25 +394,13 @@ impl LaunchClientConfigBuilder {
         }
         let auth = self.auth.unwrap_or(ClientAuth::Public);
         let algorithms = match &auth {
-            ClientAuth::PrivateKeyJwt { key, alg, jku, .. } => {
-                if let Some(jku) = jku {
+            ClientAuth::PrivateKeyJwt(credential) => {
+                if let Some(jku) = credential.jku_url() {
                     check_url(jku, "jku", self.insecure)?;
                 }
-                let candidates: Vec<Algorithm> = match alg {
-                    Some(a) => vec![*a],
-                    None => ALGORITHM_PREFERENCE.to_vec(),
-                };
-                let fitting: Vec<Algorithm> = candidates
-                    .into_iter()
-                    .filter(|a| AssertionSigner::new(key, *a).is_ok())
-                    .collect();
-                if fitting.is_empty() {
-                    return Err(LaunchError::config(
-                        "client_auth",
-                        "no supported signing algorithm fits the private key",
-                    ));
-                }
-                fitting
+                credential
+                    .check()
+                    .map_err(|issue| LaunchError::config("client_auth", issue.reason))?
             }
             ClientAuth::ClientSecretBasic(s) | ClientAuth::ClientSecretPost(s) => {
                 if s.secret().is_empty() {

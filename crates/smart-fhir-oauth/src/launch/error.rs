@@ -6,11 +6,12 @@ use std::sync::Arc;
 use smart_fhir_discovery::{DiscoveryError, FitError};
 use smart_fhir_jwt::JwtError;
 use smart_fhir_pkce::PkceError;
-use smart_fhir_store::{LaunchContextIssue, StoreError};
+use smart_fhir_store::StoreError;
 
 use crate::error::{excerpt, OAuthError, OAuthErrorCode};
 use crate::id_token::IdTokenError;
 use crate::introspect::RevocationError;
+use crate::launch::context::LaunchContextIssue;
 
 /// Why an App Launch session cannot go on without sending the user through authorization again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +42,10 @@ impl fmt::Display for RelaunchReason {
 /// No variant's `Display` shows an authorization code, a token, a PKCE verifier, a `state`, a
 /// nonce or a client secret; values sent by a server or a browser are shown bounded and with
 /// control characters replaced.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Clone`, so that one failed refresh can be reported to every caller that waited for it
+/// (single flight): the causes that are not `Clone` themselves are held in an [`Arc`].
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum LaunchError {
     /// The configuration is incomplete or wrong.
@@ -102,7 +106,7 @@ pub enum LaunchError {
     },
     /// Discovery of the server's SMART configuration failed.
     #[error("SMART discovery failed")]
-    Discovery(#[source] DiscoveryError),
+    Discovery(#[source] Arc<DiscoveryError>),
     /// The server does not support what this client is configured for (SC-1.13).
     #[error("the server does not fit this client")]
     Unfit(#[source] FitError),
@@ -114,7 +118,7 @@ pub enum LaunchError {
     },
     /// The operating system's random number generator failed.
     #[error("cannot generate state, nonce or PKCE verifier")]
-    Random(#[source] PkceError),
+    Random(#[source] Arc<PkceError>),
     /// Signing the client assertion failed.
     #[error("cannot sign the client assertion")]
     Assertion(#[source] JwtError),
@@ -123,7 +127,7 @@ pub enum LaunchError {
     Token(#[source] OAuthError),
     /// The `id_token` was refused (SC-4.33 – SC-4.35).
     #[error("the id_token was refused")]
-    IdToken(#[source] IdTokenError),
+    IdToken(#[source] Arc<IdTokenError>),
     /// An `id_token` came back but cannot be checked.
     #[error("the id_token cannot be verified: {reason}")]
     IdTokenUnverifiable {
@@ -142,25 +146,20 @@ pub enum LaunchError {
     RelaunchNeeded(RelaunchReason),
     /// Revoking the tokens at sign-out failed (the session was deleted locally).
     #[error("token revocation failed")]
-    Revocation(#[source] RevocationError),
+    Revocation(#[source] Arc<RevocationError>),
     /// The session store failed.
     #[error("session store failed")]
-    Store(#[source] StoreError),
-    /// A refresh shared by several callers failed; the cause is its source.
-    #[error(transparent)]
-    Shared(Arc<LaunchError>),
+    Store(#[source] Arc<StoreError>),
     /// The refresh task ended without a result (its runtime shut down, or it panicked).
     #[error("the token refresh was interrupted")]
     RefreshInterrupted,
 }
 
 impl LaunchError {
-    /// Why a new launch is needed, if that is what this error means (looking through a shared
-    /// error).
+    /// Why a new launch is needed, if that is what this error means.
     pub fn relaunch_reason(&self) -> Option<RelaunchReason> {
         match self {
             Self::RelaunchNeeded(reason) => Some(*reason),
-            Self::Shared(inner) => inner.relaunch_reason(),
             _ => None,
         }
     }
@@ -170,11 +169,10 @@ impl LaunchError {
         self.relaunch_reason().is_some()
     }
 
-    /// The error of a failed token request (looking through a shared error).
+    /// The error of a failed token request.
     pub fn oauth_error(&self) -> Option<&OAuthError> {
         match self {
             Self::Token(e) => Some(e),
-            Self::Shared(inner) => inner.oauth_error(),
             _ => None,
         }
     }
@@ -209,6 +207,24 @@ impl LaunchError {
     }
 }
 
+macro_rules! from_shared {
+    ($($variant:ident($error:ty)),* $(,)?) => {$(
+        impl From<$error> for LaunchError {
+            fn from(e: $error) -> Self {
+                Self::$variant(Arc::new(e))
+            }
+        }
+    )*};
+}
+
+from_shared!(
+    Discovery(DiscoveryError),
+    Random(PkceError),
+    IdToken(IdTokenError),
+    Revocation(RevocationError),
+    Store(StoreError),
+);
+
 fn show(value: &Option<String>) -> String {
     match value {
         Some(v) => format!("{v:?}"),
@@ -232,11 +248,10 @@ mod tests {
         );
     }
 
+    /// P12: every caller of a shared refresh gets the same answer, a clone of its error.
     #[test]
-    fn relaunch_reason_looks_through_shared() {
-        let e = LaunchError::Shared(Arc::new(LaunchError::RelaunchNeeded(
-            RelaunchReason::RefreshRefused,
-        )));
+    fn relaunch_reason_survives_a_clone() {
+        let e = LaunchError::RelaunchNeeded(RelaunchReason::RefreshRefused).clone();
         assert_eq!(e.relaunch_reason(), Some(RelaunchReason::RefreshRefused));
         assert!(e.is_relaunch_needed());
         assert!(!LaunchError::UnknownState.is_relaunch_needed());

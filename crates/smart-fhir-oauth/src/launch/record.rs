@@ -164,7 +164,7 @@ impl SessionRecord {
         let bytes = Zeroizing::new(
             serde_json::to_vec(&self.token).map_err(|_| corrupt("a session is unreadable"))?,
         );
-        StoredToken::from_json_bytes(&bytes).map_err(LaunchError::Store)
+        StoredToken::from_json_bytes(&bytes).map_err(LaunchError::from)
     }
 
     pub(crate) fn fhir_base(&self) -> Result<FhirBaseUrl, LaunchError> {
@@ -201,7 +201,7 @@ fn insecure_policy(insecure_loopback: bool) -> InsecureHttp {
 }
 
 fn token_to_value(token: &StoredToken) -> Result<Value, LaunchError> {
-    let bytes = token.to_json_bytes().map_err(LaunchError::Store)?;
+    let bytes = token.to_json_bytes().map_err(LaunchError::from)?;
     serde_json::from_slice(&bytes).map_err(|_| corrupt("a token could not be serialized"))
 }
 
@@ -210,7 +210,7 @@ fn to_value(value: &impl Serialize) -> Result<Value, LaunchError> {
 }
 
 fn corrupt(message: &str) -> LaunchError {
-    LaunchError::Store(StoreError::corrupt(message))
+    LaunchError::from(StoreError::corrupt(message))
 }
 
 /// Overwrites every string of a JSON value with zeros: a record holds a refresh token or a PKCE

@@ -196,6 +196,16 @@ impl HttpClient for Fake {
                        "id_token_signing_alg_values_supported": ["RS256"]}),
             ),
             JWKS_URL => (200, id_token_key().public_jwks()),
+            // A FHIR read `GET {BASE}/{type}/{id}`: the resource named, with nothing else.
+            u if req.method() == http::Method::GET && u.starts_with(&format!("{BASE}/")) => {
+                let path = &u[BASE.len() + 1..];
+                match path.split_once('/') {
+                    Some((kind, id)) if !id.contains('/') => {
+                        (200, json!({"resourceType": kind, "id": id}))
+                    }
+                    _ => (404, json!({})),
+                }
+            }
             _ => (404, json!({})),
         };
         Ok(http::Response::builder()

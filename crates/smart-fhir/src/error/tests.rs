@@ -158,7 +158,7 @@ fn transport_and_timeout_at_every_step() {
 
     let token = no_token(
         ProviderErrorKind::Unavailable,
-        OAuthError::Http(http(HttpErrorKind::Tls)),
+        OAuthError::from(http(HttpErrorKind::Tls)),
     );
     assert!(token.is_transport());
     assert!(token.is_auth(), "no token is an authorization failure too");

@@ -31,7 +31,7 @@ const KNOWN: [&str; 8] = [
 /// (SC-4.19 – SC-4.23).
 ///
 /// Read it from the members of a token response that are not standard OAuth fields (what
-/// [`StoredToken::launch_context`](crate::StoredToken::launch_context) keeps) with
+/// [`StoredToken::launch_context`](smart_fhir_store::StoredToken::launch_context) keeps) with
 /// [`LaunchContext::from_token_fields`]. Parsing never fails: a member with the wrong shape is
 /// left out of its typed field, kept in [`extra`](Self::extra) as the server sent it, and
 /// reported in [`issues`](Self::issues), so the caller decides whether a malformed context is
@@ -44,7 +44,7 @@ const KNOWN: [&str; 8] = [
 /// ```
 /// use serde_json::json;
 /// use smart_fhir_core::InsecureHttp;
-/// use smart_fhir_store::LaunchContext;
+/// use smart_fhir_oauth::LaunchContext;
 ///
 /// let fields = json!({
 ///     "patient": "123",

@@ -6,246 +6,29 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use smart_fhir_core::{
-    AccessToken, Clock, FhirBaseUrl, HttpClient, InsecureHttp, SharedClock, SharedHttpClient,
-};
+use smart_fhir_core::{AccessToken, Clock, FhirBaseUrl, SharedClock, SharedHttpClient};
 use smart_fhir_core::{AccessTokenProvider, ProviderError, ProviderErrorKind};
-use smart_fhir_discovery::SmartConfiguration;
-use smart_fhir_jwt::{Algorithm, AssertionSigner, PrivateKey};
+use smart_fhir_discovery::{ClientProfile, SmartConfiguration};
+use smart_fhir_jwt::{Algorithm, AssertionSigner};
 use smart_fhir_scopes::{ScopeDiff, ScopeSet};
-use smart_fhir_store::{Lease, MemoryTokenStore, SharedTokenStore, StoredToken, TokenStore};
+use smart_fhir_store::{SharedTokenStore, StoredToken, TokenStore};
 use tokio::sync::OnceCell;
 use url::Url;
 
+use crate::credential::{chosen_algorithm, PrivateKeyJwt};
 use crate::error::OAuthError;
-use crate::token::{client_credentials_request, parse_token_response};
+use crate::token::{client_credentials_request, exchange};
+
+mod builder;
+mod lease;
+
+pub use builder::BackendServicesBuilder;
+use lease::LeaseGuard;
 
 /// How long before expiry a token is renewed, by default.
 pub const DEFAULT_RENEWAL_BUFFER: Duration = Duration::from_secs(30);
-/// How long a signed assertion is valid, by default (the IG allows at most 300 s; a shorter
-/// lifetime leaves room for clock skew between client and server).
-pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(120);
 /// How long one token acquisition may take in all, by default.
 pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Builder for [`BackendServices`]. Nothing touches the network until the first token is asked
-/// for.
-#[must_use]
-pub struct BackendServicesBuilder {
-    fhir_base: Option<FhirBaseUrl>,
-    client_id: Option<String>,
-    scope: Option<String>,
-    key: Option<PrivateKey>,
-    algorithm: Option<Algorithm>,
-    kid: Option<String>,
-    jku: Option<String>,
-    token_endpoint: Option<String>,
-    http: Option<SharedHttpClient>,
-    store: Option<SharedTokenStore>,
-    clock: Option<SharedClock>,
-    renewal_buffer: Duration,
-    assertion_lifetime: Duration,
-    load_timeout: Duration,
-    skip_fit_check: bool,
-}
-
-impl fmt::Debug for BackendServicesBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BackendServicesBuilder")
-            .field("fhir_base", &self.fhir_base)
-            .field("client_id", &self.client_id)
-            .field("scope", &self.scope)
-            .field("key", &self.key.as_ref().map(|_| "[redacted]"))
-            .field("algorithm", &self.algorithm)
-            .field("token_endpoint", &self.token_endpoint)
-            .finish_non_exhaustive()
-    }
-}
-
-impl BackendServicesBuilder {
-    /// The FHIR server's base URL (required).
-    pub fn fhir_base(mut self, base: FhirBaseUrl) -> Self {
-        self.fhir_base = Some(base);
-        self
-    }
-
-    /// The registered client id (required).
-    pub fn client_id(mut self, id: impl Into<String>) -> Self {
-        self.client_id = Some(id.into());
-        self
-    }
-
-    /// The scopes to request, space-separated (required), e.g. `system/Patient.rs` (SC-3.3).
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
-        self
-    }
-
-    /// The private key that signs client assertions (required; any format `smart-fhir-jwt` loads).
-    pub fn private_key(mut self, key: PrivateKey) -> Self {
-        self.key = Some(key);
-        self
-    }
-
-    /// The signing algorithm. Default: the first the server advertises of those that fit the key
-    /// (RS384 for RSA, ES384 for P-384, ES256 for P-256; SC-1.13).
-    pub fn algorithm(mut self, alg: Algorithm) -> Self {
-        self.algorithm = Some(alg);
-        self
-    }
-
-    /// The `kid` header (default: the key's own `kid`, or its RFC 7638 thumbprint).
-    pub fn kid(mut self, kid: impl Into<String>) -> Self {
-        self.kid = Some(kid.into());
-        self
-    }
-
-    /// The `jku` header: the client's registered JWKS URL (SC-2.9).
-    pub fn jku(mut self, jku: impl Into<String>) -> Self {
-        self.jku = Some(jku.into());
-        self
-    }
-
-    /// The token endpoint, which skips discovery.
-    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.token_endpoint = Some(url.into());
-        self
-    }
-
-    /// The transport (required): usually `smart_fhir_http::HyperHttpClient`.
-    pub fn http_client(mut self, http: impl HttpClient + 'static) -> Self {
-        self.http = Some(SharedHttpClient::new(http));
-        self
-    }
-
-    /// Where tokens are cached (default: in memory, this process only).
-    pub fn token_store(mut self, store: impl TokenStore + 'static) -> Self {
-        self.store = Some(SharedTokenStore::new(store));
-        self
-    }
-
-    /// The clock (default: the system clock).
-    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
-        self.clock = Some(SharedClock::new(clock));
-        self
-    }
-
-    /// Renew this long before expiry (default 30 s; at most half a token's lifetime is used).
-    pub fn renewal_buffer(mut self, buffer: Duration) -> Self {
-        self.renewal_buffer = buffer;
-        self
-    }
-
-    /// Assertion lifetime, 1 to 300 s (default 120 s; SC-2.10).
-    pub fn assertion_lifetime(mut self, lifetime: Duration) -> Self {
-        self.assertion_lifetime = lifetime;
-        self
-    }
-
-    /// How long one token acquisition may take (default 30 s).
-    pub fn load_timeout(mut self, timeout: Duration) -> Self {
-        self.load_timeout = timeout;
-        self
-    }
-
-    /// Skips the check that the discovered server supports client credentials with
-    /// `private_key_jwt` (for servers whose configuration is known to be incomplete).
-    pub fn skip_fit_check(mut self, skip: bool) -> Self {
-        self.skip_fit_check = skip;
-        self
-    }
-
-    /// Checks the configuration and builds the token source.
-    pub fn build(self) -> Result<BackendServices, OAuthError> {
-        let missing = |field: &'static str| OAuthError::Config {
-            field,
-            reason: "required".to_owned(),
-        };
-        let fhir_base = self.fhir_base.ok_or_else(|| missing("fhir_base"))?;
-        let client_id = self.client_id.ok_or_else(|| missing("client_id"))?;
-        if client_id.trim().is_empty() {
-            return Err(OAuthError::Config {
-                field: "client_id",
-                reason: "empty".to_owned(),
-            });
-        }
-        let scope_text = self.scope.ok_or_else(|| missing("scope"))?;
-        let requested = ScopeSet::parse(&scope_text).map_err(|e| OAuthError::Config {
-            field: "scope",
-            reason: e.to_string(),
-        })?;
-        if requested.is_empty() {
-            return Err(OAuthError::Config {
-                field: "scope",
-                reason: "no scope given".to_owned(),
-            });
-        }
-        let key = self.key.ok_or_else(|| missing("private_key"))?;
-        let http = self.http.ok_or_else(|| missing("http_client"))?;
-        if self.assertion_lifetime.is_zero() || self.assertion_lifetime > Duration::from_secs(300) {
-            return Err(OAuthError::Config {
-                field: "assertion_lifetime",
-                reason: "must be between 1 and 300 seconds (SC-2.10)".to_owned(),
-            });
-        }
-        let token_endpoint = match self.token_endpoint {
-            Some(t) => Some((
-                parse_endpoint(&t, "token_endpoint", fhir_base.insecure_http())?,
-                t.trim().to_owned(),
-            )),
-            None => None,
-        };
-        if let Some(jku) = &self.jku {
-            parse_endpoint(jku, "jku", fhir_base.insecure_http())?;
-        }
-        // The scope is sent as the caller wrote it (a server may match scope strings exactly);
-        // only surrounding and repeated white space is removed.
-        let scope = scope_text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let store_key = format!(
-            "smart-fhir:backend:{}|{}|{}",
-            fhir_base.as_str(),
-            client_id,
-            scope
-        );
-        let clock = self.clock.unwrap_or_default();
-        let store = self
-            .store
-            .unwrap_or_else(|| SharedTokenStore::new(MemoryTokenStore::new()));
-        Ok(BackendServices {
-            inner: Arc::new(Inner {
-                fhir_base,
-                client_id,
-                scope,
-                requested,
-                key,
-                algorithm: self.algorithm,
-                kid: self.kid,
-                jku: self.jku,
-                explicit_endpoint: token_endpoint,
-                skip_fit_check: self.skip_fit_check,
-                http,
-                store,
-                store_key,
-                clock,
-                renewal_buffer: self.renewal_buffer,
-                assertion_lifetime: self.assertion_lifetime,
-                load_timeout: self.load_timeout,
-                endpoint: OnceCell::new(),
-                cached: RwLock::new(None),
-                flight: Mutex::new(None),
-            }),
-        })
-    }
-}
-
-fn parse_endpoint(text: &str, what: &str, insecure: InsecureHttp) -> Result<Url, OAuthError> {
-    let url = Url::parse(text).map_err(|e| smart_fhir_core::UrlError::Invalid {
-        what: what.to_owned(),
-        reason: e.to_string(),
-    })?;
-    smart_fhir_core::check_endpoint_url(&url, what, insecure)?;
-    Ok(url)
-}
 
 /// A Backend Services token source: an [`AccessTokenProvider`] for the FHIR client.
 ///
@@ -267,10 +50,9 @@ struct Inner {
     client_id: String,
     scope: String,
     requested: ScopeSet,
-    key: PrivateKey,
-    algorithm: Option<Algorithm>,
-    kid: Option<String>,
-    jku: Option<String>,
+    credential: PrivateKeyJwt,
+    /// The algorithms the credential may sign with, most preferred first.
+    candidates: Vec<Algorithm>,
     explicit_endpoint: Option<(Url, String)>,
     skip_fit_check: bool,
     http: SharedHttpClient,
@@ -278,40 +60,10 @@ struct Inner {
     store_key: String,
     clock: SharedClock,
     renewal_buffer: Duration,
-    assertion_lifetime: Duration,
     load_timeout: Duration,
     endpoint: OnceCell<Endpoint>,
     cached: RwLock<Option<StoredToken>>,
     flight: Mutex<Option<Arc<Flight>>>,
-}
-
-/// A held lease, released when the fetch is done — also when the future holding it is dropped
-/// mid-fetch (the caller gave up), so that the next caller need not wait for it to expire.
-struct LeaseGuard {
-    store: SharedTokenStore,
-    lease: Option<Lease>,
-}
-
-impl LeaseGuard {
-    async fn release(mut self) {
-        if let Some(lease) = self.lease.take() {
-            // A lease that cannot be released expires by itself.
-            let _ = self.store.release_lease(lease).await;
-        }
-    }
-}
-
-impl Drop for LeaseGuard {
-    fn drop(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let store = self.store.clone();
-                runtime.spawn(async move {
-                    let _ = store.release_lease(lease).await;
-                });
-            }
-        }
-    }
 }
 
 /// The resolved token endpoint and the signer prepared for it.
@@ -324,10 +76,11 @@ struct Endpoint {
     configuration: Option<SmartConfiguration>,
 }
 
-/// One token acquisition shared by every caller that arrives while it runs.
+/// One token acquisition shared by every caller that arrives while it runs; each gets a clone
+/// of its result or of its error.
 #[derive(Default)]
 struct Flight {
-    result: OnceCell<Result<StoredToken, Arc<OAuthError>>>,
+    result: OnceCell<Result<StoredToken, OAuthError>>,
 }
 
 impl fmt::Debug for BackendServices {
@@ -341,27 +94,6 @@ impl fmt::Debug for BackendServices {
 }
 
 impl BackendServices {
-    /// A builder.
-    pub fn builder() -> BackendServicesBuilder {
-        BackendServicesBuilder {
-            fhir_base: None,
-            client_id: None,
-            scope: None,
-            key: None,
-            algorithm: None,
-            kid: None,
-            jku: None,
-            token_endpoint: None,
-            http: None,
-            store: None,
-            clock: None,
-            renewal_buffer: DEFAULT_RENEWAL_BUFFER,
-            assertion_lifetime: DEFAULT_ASSERTION_LIFETIME,
-            load_timeout: DEFAULT_LOAD_TIMEOUT,
-            skip_fit_check: false,
-        }
-    }
-
     /// The FHIR base URL this source gets tokens for.
     pub fn fhir_base(&self) -> &FhirBaseUrl {
         &self.inner.fhir_base
@@ -453,7 +185,10 @@ impl Inner {
 
     async fn access_token(&self) -> Result<AccessToken, OAuthError> {
         match self.cached_access_token() {
-            Some(t) => Ok(t),
+            Some(t) => {
+                tracing::trace!(cache = "hit", "Backend Services token");
+                Ok(t)
+            }
             None => Ok(self.token().await?.access_token),
         }
     }
@@ -467,6 +202,11 @@ impl Inner {
         if let Some(t) = self.cached_usable(self.clock.now()) {
             return Ok(t);
         }
+        tracing::debug!(
+            cache = "miss",
+            fhir_base = self.fhir_base.as_str(),
+            "Backend Services token"
+        );
         let flight = {
             let mut slot = self.flight.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(t) = self.cached_usable(self.clock.now()) {
@@ -481,9 +221,8 @@ impl Inner {
             .result
             .get_or_init(|| async {
                 match tokio::time::timeout(self.load_timeout, self.acquire()).await {
-                    Ok(Ok(token)) => Ok(token),
-                    Ok(Err(e)) => Err(Arc::new(e)),
-                    Err(_) => Err(Arc::new(OAuthError::Timeout(self.load_timeout))),
+                    Ok(result) => result,
+                    Err(_) => Err(OAuthError::Timeout(self.load_timeout)),
                 }
             })
             .await
@@ -494,12 +233,16 @@ impl Inner {
                 *slot = None;
             }
         }
-        result.map_err(OAuthError::Shared)
+        result
     }
 
     /// Gets a token from the store (another process may have fetched one) or from the server.
     async fn acquire(&self) -> Result<StoredToken, OAuthError> {
         if let Some(t) = self.usable_from_store().await? {
+            tracing::debug!(
+                cache = "store",
+                "Backend Services token found in the token store"
+            );
             return Ok(t);
         }
         // Cross-process single flight: the lease holder fetches; others wait for its result in
@@ -527,7 +270,7 @@ impl Inner {
         self.store
             .set(&self.store_key, token.clone())
             .await
-            .map_err(OAuthError::Store)?;
+            .map_err(OAuthError::from)?;
         *self.cached.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
         // Released only after the token is stored, so that the next holder finds it.
         if let Some(lease) = lease {
@@ -541,7 +284,7 @@ impl Inner {
             .store
             .try_acquire_lease(&self.store_key, self.load_timeout)
             .await
-            .map_err(OAuthError::Store)?;
+            .map_err(OAuthError::from)?;
         Ok(lease.map(|lease| LeaseGuard {
             store: self.store.clone(),
             lease: Some(lease),
@@ -553,7 +296,7 @@ impl Inner {
             .store
             .get(&self.store_key)
             .await
-            .map_err(OAuthError::Store)?;
+            .map_err(OAuthError::from)?;
         match stored {
             Some(t) if self.usable(&t, self.clock.now()) => {
                 *self.cached.write().unwrap_or_else(|p| p.into_inner()) = Some(t.clone());
@@ -569,29 +312,25 @@ impl Inner {
             .endpoint
             .get_or_try_init(|| self.resolve_endpoint())
             .await?;
-        let now = self.clock.now();
-        let assertion = endpoint
-            .signer
+        let assertion = self
+            .credential
             .sign(
+                &endpoint.signer,
                 &self.client_id,
                 &endpoint.audience,
-                self.assertion_lifetime,
-                now,
+                self.clock.now(),
             )
             .map_err(OAuthError::Assertion)?;
         let request = client_credentials_request(&endpoint.url, &self.scope, assertion.secret())?;
         drop(assertion);
-        let response = self.http.execute(request).await.map_err(OAuthError::Http)?;
-        if response.status().is_redirection() {
-            return Err(OAuthError::Status {
-                status: response.status().as_u16(),
-                excerpt:
-                    "the token endpoint redirected; redirects are not followed for token requests"
-                        .to_owned(),
-            });
-        }
-        let parsed = parse_token_response(response, self.clock.now(), &self.scope)?;
-        Ok(parsed.token)
+        exchange(
+            &self.http,
+            &self.clock,
+            request,
+            &self.scope,
+            "client_credentials",
+        )
+        .await
     }
 
     /// The token endpoint: the explicit one, or discovery plus the fit check (SC-1.13).
@@ -601,7 +340,7 @@ impl Inner {
             None => {
                 let config = smart_fhir_discovery::discover(&self.http, &self.fhir_base)
                     .await
-                    .map_err(OAuthError::Discovery)?;
+                    .map_err(OAuthError::from)?;
                 (
                     config.token_endpoint().clone(),
                     config.token_endpoint_as_advertised().to_owned(),
@@ -609,21 +348,27 @@ impl Inner {
                 )
             }
         };
-        let algorithm = crate::fit::choose_algorithm(
-            &self.key,
-            self.algorithm,
-            configuration.as_ref(),
-            self.skip_fit_check,
-        )?;
-        let mut signer = AssertionSigner::builder(&self.key, algorithm)
-            .insecure_http(self.fhir_base.insecure_http());
-        if let Some(kid) = &self.kid {
-            signer = signer.kid(kid.clone());
-        }
-        if let Some(jku) = &self.jku {
-            signer = signer.jku(jku.clone());
-        }
-        let signer = signer.build().map_err(OAuthError::Assertion)?;
+        // The fit check (SC-1.13): the server must offer client credentials with
+        // `private_key_jwt` and accept one of the candidate algorithms.
+        let fit = match configuration.as_ref().filter(|_| !self.skip_fit_check) {
+            Some(config) => Some(
+                config
+                    .check_fit(&ClientProfile::backend_services(
+                        self.candidates.iter().map(|a| a.as_str()),
+                    ))
+                    .map_err(OAuthError::Unfit)?,
+            ),
+            None => None,
+        };
+        let algorithm =
+            chosen_algorithm(&self.candidates, fit.as_ref()).ok_or_else(|| OAuthError::Config {
+                field: "private_key",
+                reason: "no supported signing algorithm fits this key".to_owned(),
+            })?;
+        let signer = self
+            .credential
+            .signer(algorithm, self.fhir_base.insecure_http())
+            .map_err(OAuthError::Assertion)?;
         Ok(Endpoint {
             url,
             audience,

@@ -1,0 +1,192 @@
+//! What every part of the flow shares: the configuration, the refreshes in flight, the client's
+//! authentication at the token endpoint, and the token exchange.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use smart_fhir_core::Clock;
+use smart_fhir_jwt::{Algorithm, ClientAssertion};
+use smart_fhir_store::StoredToken;
+use tokio::sync::OnceCell;
+
+use crate::introspect::RevocationAuth;
+use crate::launch::config::{ClientAuth, LaunchClientConfig};
+use crate::launch::error::LaunchError;
+use crate::launch::protocol::TokenAuth;
+use crate::launch::record::digest;
+use crate::launch::state::SessionState;
+
+/// The longest session id accepted.
+const MAX_SESSION_ID: usize = 512;
+
+/// One refresh shared by every caller of a session that arrives while it runs; each gets the
+/// session it produced or a clone of its error.
+#[derive(Default)]
+pub(crate) struct RefreshFlight {
+    pub(crate) result: OnceCell<Result<Arc<SessionState>, LaunchError>>,
+}
+
+/// The shared state of an [`AppLaunch`](crate::AppLaunch) and its
+/// [`SessionClient`](crate::SessionClient)s.
+pub(crate) struct LaunchCore {
+    pub(crate) config: LaunchClientConfig,
+    /// Refreshes in progress in this process, by session id (single flight).
+    pub(crate) flights: Mutex<HashMap<String, Arc<RefreshFlight>>>,
+}
+
+impl LaunchCore {
+    pub(crate) fn new(config: LaunchClientConfig) -> Self {
+        Self {
+            config,
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A fresh client assertion for `private_key_jwt` (SC-2.11), `aud` = the token endpoint as
+    /// the server advertised it (SC-2.10, P8); `None` for other methods.
+    pub(crate) fn assertion(
+        &self,
+        token_endpoint: &str,
+        algorithm: Option<Algorithm>,
+    ) -> Result<Option<ClientAssertion>, LaunchError> {
+        let cfg = &self.config;
+        let ClientAuth::PrivateKeyJwt(credential) = &cfg.auth else {
+            return Ok(None);
+        };
+        let alg = algorithm
+            .filter(|a| cfg.algorithms.contains(a))
+            .or_else(|| cfg.algorithms.first().copied())
+            .ok_or_else(|| LaunchError::config("client_auth", "no signing algorithm"))?;
+        let signer = credential
+            .signer(alg, cfg.insecure)
+            .map_err(LaunchError::Assertion)?;
+        credential
+            .sign(&signer, &cfg.client_id, token_endpoint, cfg.clock.now())
+            .map(Some)
+            .map_err(LaunchError::Assertion)
+    }
+
+    /// The token-request authentication of this client.
+    pub(crate) fn token_auth<'a>(
+        &'a self,
+        assertion: Option<&'a ClientAssertion>,
+    ) -> TokenAuth<'a> {
+        let cfg = &self.config;
+        match (&cfg.auth, assertion) {
+            (ClientAuth::ClientSecretBasic(secret), _) => TokenAuth::ClientSecretBasic {
+                client_id: &cfg.client_id,
+                secret,
+            },
+            (ClientAuth::ClientSecretPost(secret), _) => TokenAuth::ClientSecretPost {
+                client_id: &cfg.client_id,
+                secret,
+            },
+            (ClientAuth::PrivateKeyJwt(_), Some(assertion)) => {
+                TokenAuth::PrivateKeyJwt { assertion }
+            }
+            _ => TokenAuth::Public {
+                client_id: &cfg.client_id,
+            },
+        }
+    }
+
+    /// The client's authentication at the revocation endpoint: as at the token endpoint (RFC
+    /// 7009 §2.1), with a fresh assertion for each request.
+    pub(crate) fn revocation_auth(
+        &self,
+        token_endpoint: &str,
+        algorithm: Option<Algorithm>,
+    ) -> Result<RevocationAuth, LaunchError> {
+        let cfg = &self.config;
+        let client_id = cfg.client_id.clone();
+        Ok(match &cfg.auth {
+            ClientAuth::Public => RevocationAuth::Public { client_id },
+            ClientAuth::ClientSecretBasic(secret) => RevocationAuth::Basic {
+                client_id,
+                secret: secret.clone(),
+            },
+            ClientAuth::ClientSecretPost(secret) => RevocationAuth::Post {
+                client_id,
+                secret: secret.clone(),
+            },
+            ClientAuth::PrivateKeyJwt(_) => match self.assertion(token_endpoint, algorithm)? {
+                Some(assertion) => RevocationAuth::PrivateKeyJwt {
+                    client_id,
+                    assertion,
+                },
+                None => RevocationAuth::Public { client_id },
+            },
+        })
+    }
+
+    /// Sends a code exchange or a refresh through the one token exchange
+    /// ([`crate::token::exchange`]).
+    pub(crate) async fn exchange(
+        &self,
+        request: http::Request<Bytes>,
+        requested_scope: &str,
+        grant: &'static str,
+    ) -> Result<StoredToken, LaunchError> {
+        crate::token::exchange(
+            &self.config.http,
+            &self.config.clock,
+            request,
+            requested_scope,
+            grant,
+        )
+        .await
+        .map_err(LaunchError::Token)
+    }
+}
+
+/// A short, one-way tag of a session id for logs: the id itself is a bearer credential of the
+/// application's user and is never logged.
+pub(crate) fn session_tag(session_id: &str) -> String {
+    digest(session_id).chars().take(12).collect()
+}
+
+pub(crate) fn check_session_id(session_id: &str) -> Result<(), LaunchError> {
+    if session_id.is_empty() || session_id.len() > MAX_SESSION_ID {
+        return Err(LaunchError::input(
+            "session id",
+            format!("must be 1 to {MAX_SESSION_ID} bytes"),
+        ));
+    }
+    if session_id.chars().any(char::is_control) {
+        return Err(LaunchError::input(
+            "session id",
+            "contains control characters",
+        ));
+    }
+    if session_id.starts_with("smart-fhir:") {
+        return Err(LaunchError::input(
+            "session id",
+            "the prefix `smart-fhir:` is reserved",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_checked() {
+        assert!(check_session_id("abc").is_ok());
+        assert!(check_session_id("").is_err());
+        assert!(check_session_id("a\nb").is_err());
+        assert!(check_session_id("smart-fhir:launch:states").is_err());
+        assert!(check_session_id(&"a".repeat(513)).is_err());
+    }
+
+    /// P5: the log tag of a session id is short and does not contain it.
+    #[test]
+    fn session_tag_hides_the_id() {
+        let tag = session_tag("session-secret-123");
+        assert_eq!(tag.len(), 12);
+        assert!(!tag.contains("session"));
+        assert_eq!(tag, session_tag("session-secret-123"));
+    }
+}
