@@ -11,7 +11,7 @@
 
 use std::process::ExitCode;
 
-use smart_fhir::{Clock, Config, FhirClient, SystemClock};
+use smart_fhir::{Clock, Config, SystemClock};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -46,7 +46,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     // A FHIR client for the token source's server, on its connection pool, taking its tokens:
     // cached, renewed before expiry, and renewed once when the server answers 401.
-    let fhir = FhirClient::for_token_source(backend)?.build()?;
+    let fhir = backend.fhir_client()?;
 
     // A search, then a read of the first Patient found.
     let bundle = fhir

@@ -450,7 +450,7 @@ impl Config {
     /// A FHIR client for the configured server with a Backend Services token source; tokens
     /// and FHIR requests share one connection pool.
     pub fn fhir_client(&self) -> Result<FhirClient, Error> {
-        Ok(FhirClient::for_token_source(self.backend_services()?)?.build()?)
+        Ok(self.backend_services()?.fhir_client()?)
     }
 
     /// An App Launch configuration builder filled from the configuration: client id, redirect

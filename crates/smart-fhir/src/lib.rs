@@ -22,7 +22,7 @@
 //! (one connection pool for tokens and FHIR requests):
 //!
 //! ```no_run
-//! use smart_fhir::{BackendServices, FhirBaseUrl, FhirClient, HyperHttpClient, PrivateKey};
+//! use smart_fhir::{BackendServices, FhirBaseUrl, HyperHttpClient, PrivateKey};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let backend = BackendServices::builder()
@@ -32,7 +32,7 @@
 //!     .private_key(PrivateKey::from_pem(&std::fs::read_to_string("client.pem")?)?)
 //!     .http_client(HyperHttpClient::builder().build()?)
 //!     .build()?;
-//! let fhir = FhirClient::for_token_source(backend)?.build()?;
+//! let fhir = backend.fhir_client()?;
 //! let patient = fhir.read::<serde_json::Value>("Patient", "123").await?;
 //! println!("version {:?}", patient.version_id());
 //! # Ok(()) }
@@ -113,9 +113,9 @@ pub use smart_fhir_http::{
 };
 pub use smart_fhir_jwt::{Algorithm, JwtError, PrivateKey};
 pub use smart_fhir_oauth::{
-    AppLaunch, BackendServices, BackendServicesBuilder, ClientAuth, IssuerPolicy,
-    LaunchClientConfig, LaunchClientConfigBuilder, LaunchError, Launched, OAuthError,
-    RelaunchReason, SessionClient,
+    AppLaunch, BackendServices, BackendServicesBuilder, ClientAuth, FhirContextItem, IssuerPolicy,
+    LaunchClientConfig, LaunchClientConfigBuilder, LaunchContext, LaunchError, Launched,
+    OAuthError, PrivateKeyJwt, RelaunchReason, SessionClient,
 };
 pub use smart_fhir_scopes::{Scope, ScopeSet};
 pub use smart_fhir_store::{
