@@ -5,7 +5,6 @@ use url::Url;
 
 use crate::capability::{Capability, CapabilitySet};
 use crate::error::DiscoveryError;
-pub(crate) use crate::issue::list;
 use crate::issue::ValidationIssue;
 use crate::json::{Fields, LoneString};
 use crate::response::parse_json_object;

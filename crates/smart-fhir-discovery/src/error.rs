@@ -2,7 +2,7 @@ use std::fmt;
 
 use smart_fhir_core::{HttpError, UrlError};
 
-use crate::fit::FitError;
+use crate::fit_error::FitError;
 use crate::issue::ValidationIssue;
 
 /// Everything that can go wrong while discovering, parsing or checking a server's SMART

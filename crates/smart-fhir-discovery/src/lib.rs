@@ -79,6 +79,7 @@ mod config;
 mod error;
 mod fetch;
 mod fit;
+mod fit_error;
 mod issue;
 mod json;
 mod jwks;
