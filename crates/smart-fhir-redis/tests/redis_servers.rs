@@ -1,0 +1,100 @@
+//! The store contract against a real standalone Redis and a real three-master Redis Cluster,
+//! each started by this test in a temporary directory (`redis-server` must be installed; when it
+//! is not, the test says so and checks nothing: `cargo xtask integration` and `.ci/run` install
+//! it and run the same contract there).
+
+#[path = "../src/test_server.rs"]
+#[allow(dead_code)]
+mod test_server;
+
+#[path = "support/contract.rs"]
+mod contract;
+
+use std::time::Duration;
+
+use contract::Target;
+use smart_fhir_redis::{RedisStore, RedisTokenStore};
+use smart_fhir_store::{StoreError, TokenStore};
+use test_server::{RedisCluster, RedisServer};
+
+fn skip() -> bool {
+    if test_server::available() {
+        return false;
+    }
+    eprintln!("redis-server is not installed: the contract runs under `cargo xtask integration`");
+    true
+}
+
+/// The store contract (P3, P12, SC-4.13, SC-4.32, SC-8.26) against one server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_on_a_standalone_server_p12() {
+    if skip() {
+        return;
+    }
+    let server = RedisServer::start().expect("redis-server");
+    contract::all(&Target::Single(server.url())).await;
+}
+
+/// The store contract (P3, P12) against a three-master cluster: scripts and leases work because
+/// the keys they touch share a hash slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_on_a_three_master_cluster_p12() {
+    if skip() {
+        return;
+    }
+    let cluster = RedisCluster::start(3).expect("redis cluster");
+    contract::all(&Target::Cluster(cluster.urls())).await;
+}
+
+/// Redis killed (SIGKILL) mid-run: typed errors within the timeout while it is down, then
+/// recovery on the same store, and every acknowledged write is still there (append-only file,
+/// `appendfsync always`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_gives_typed_errors_then_recovers_without_loss() {
+    if skip() {
+        return;
+    }
+    let mut server = RedisServer::start().expect("redis-server");
+    let redis = RedisStore::builder()
+        .url(server.url())
+        .command_timeout(Duration::from_millis(500))
+        .encryption(contract::test_keyring())
+        .build()
+        .unwrap();
+    let store = RedisTokenStore::new(redis);
+    let now = smart_fhir_core::Clock::now(&smart_fhir_core::SystemClock);
+    let token = smart_fhir_store::StoredToken::new(
+        smart_fhir_core::AccessToken::new("kept"),
+        now,
+        now + Duration::from_secs(600),
+    );
+    store.set("k", token).await.unwrap();
+
+    server.kill();
+    let started = std::time::Instant::now();
+    let e = store.get("k").await.unwrap_err();
+    assert!(matches!(e, StoreError::Backend { .. }), "{e}");
+    assert!(e.to_string().contains("GET"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(store
+        .try_acquire_lease("k", Duration::from_secs(1))
+        .await
+        .is_err());
+
+    server.restart().expect("restart");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        match store.get("k").await {
+            Ok(got) => break got,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "no recovery: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert!(got.expect("persisted").access_token.ct_eq("kept"));
+}
