@@ -25,7 +25,9 @@
 //!
 //! A single server is reached through the `redis` crate's `ConnectionManager` (one multiplexed
 //! connection, re-established after it breaks); a cluster through its cluster client, which
-//! follows `MOVED`/`ASK` and reconnects to nodes. Nothing connects before the first operation.
+//! follows `MOVED`/`ASK` and reconnects to nodes. Nothing connects before the first operation,
+//! and the connection's background tasks run on the tokio runtime of that first operation: share
+//! a [`RedisStore`] within one runtime (the usual single `#[tokio::main]`), not across runtimes.
 //! Every operation is bounded by [`RedisStoreBuilder::command_timeout`] (connecting included)
 //! and every failure is a [`StoreError::Backend`](smart_fhir_store::StoreError::Backend) whose
 //! message names the operation (`redis GET (token) failed`, `redis SET NX PX (lease) timed out
