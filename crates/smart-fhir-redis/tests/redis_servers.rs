@@ -98,3 +98,65 @@ async fn restart_gives_typed_errors_then_recovers_without_loss() {
     };
     assert!(got.expect("persisted").access_token.ct_eq("kept"));
 }
+
+/// The cluster master that holds a token's slot is killed (SIGKILL) and restarted: typed errors
+/// while it is down, then recovery through the same store, and the token it persisted is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_master_restart_gives_typed_errors_then_recovers_without_loss() {
+    if skip() {
+        return;
+    }
+    let mut cluster = RedisCluster::start(3).expect("redis cluster");
+    let redis = RedisStore::builder()
+        .cluster(cluster.urls())
+        .command_timeout(Duration::from_millis(800))
+        .encryption(contract::test_keyring())
+        .build()
+        .unwrap();
+    let store = RedisTokenStore::new(redis);
+    let now = smart_fhir_core::Clock::now(&smart_fhir_core::SystemClock);
+    let token = smart_fhir_store::StoredToken::new(
+        smart_fhir_core::AccessToken::new("kept"),
+        now,
+        now + Duration::from_secs(600),
+    );
+    store.set("k", token).await.unwrap();
+
+    // The owner answers GET with the value; the other masters answer MOVED.
+    let key = store.token_key("k");
+    let mut owner = None;
+    for (i, node) in cluster.nodes().iter().enumerate() {
+        let client = redis::Client::open(node.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let got: redis::RedisResult<Option<Vec<u8>>> =
+            redis::cmd("GET").arg(&key).query_async(&mut c).await;
+        if matches!(got, Ok(Some(_))) {
+            owner = Some(i);
+        }
+    }
+    let owner = owner.expect("one master holds the token");
+
+    cluster.nodes_mut()[owner].kill();
+    let started = std::time::Instant::now();
+    let e = store.get("k").await.unwrap_err();
+    assert!(matches!(e, StoreError::Backend { .. }), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    cluster.nodes_mut()[owner].restart().expect("restart");
+    cluster.wait_ok().expect("cluster ok");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let got = loop {
+        match store.get("k").await {
+            Ok(got) => break got,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "no recovery: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(got.expect("persisted").access_token.ct_eq("kept"));
+}
