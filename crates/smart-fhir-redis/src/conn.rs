@@ -2,7 +2,7 @@
 //! failure to a [`StoreError::Backend`] that names the operation and nothing else.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock as OnceCell};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -209,7 +209,7 @@ impl RedisStoreBuilder {
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 conn,
-                connected: OnceCell::new(),
+                connected: OnceLock::new(),
                 connect_timeout: self.connect_timeout,
                 prefix: self.prefix,
                 command_timeout: self.command_timeout,
@@ -235,7 +235,7 @@ pub struct RedisStore {
 pub(crate) struct Inner {
     conn: Conn,
     /// Made on first use, inside the caller's tokio runtime (the `redis` crate spawns tasks).
-    connected: OnceCell<Connected>,
+    connected: OnceLock<Connected>,
     connect_timeout: Duration,
     pub(crate) prefix: String,
     command_timeout: Duration,
