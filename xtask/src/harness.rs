@@ -148,6 +148,7 @@ fn app_launch_clients(rs: &Value) -> Result<Vec<Value>> {
     let mut clients = vec![
         public("it-public"),
         public("it-rotation"),
+        public("it-redis-rotation"),
         public("it-login"),
         json!({"client_id": "it-public-es384", "token_endpoint_auth_method": "none",
                "application_type": "native", "redirect_uris": loopback,
