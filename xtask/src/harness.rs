@@ -148,6 +148,7 @@ fn app_launch_clients(rs: &Value) -> Result<Vec<Value>> {
     let mut clients = vec![
         public("it-public"),
         public("it-rotation"),
+        public("it-redis-rotation"),
         public("it-login"),
         json!({"client_id": "it-public-es384", "token_endpoint_auth_method": "none",
                "application_type": "native", "redirect_uris": loopback,
@@ -258,6 +259,12 @@ fn prepare() -> Result<Fixture> {
         "it-fhir-renew",
         "it-fhir-scope",
         "it-fhir-cli",
+        "it-redis-storm",
+        "it-redis-storm-cluster",
+        "it-redis-reference",
+        "it-redis-takeover",
+        "it-redis-restart",
+        "it-redis-cluster-restart",
     ] {
         clients.push(json!({"client_id": id, "jwks": rs}));
     }
@@ -280,6 +287,8 @@ fn prepare() -> Result<Fixture> {
 
 pub fn integration() -> Result<()> {
     let fx = prepare()?;
+    step("integration: start Redis (standalone and a three-master cluster)");
+    let redis = crate::redis::start()?;
     step("integration: start the harness");
     let harness = start(&fx.config)?;
     let base = harness.base()?;
@@ -304,12 +313,15 @@ pub fn integration() -> Result<()> {
         .env("SMART_FHIR_IT_DIR", &fx.dir)
         .env("SMART_FHIR_IT_JWKS_PORT", fx.jwks_port.to_string())
         .env("SMART_FHIR_IT_PATIENT_IDS", patient_ids)
-        .env("SMART_FHIR_BIN", &fx.bin));
+        .env("SMART_FHIR_BIN", &fx.bin)
+        .envs(redis.env()));
     eprintln!(
         "integration: harness start time {} ms",
         harness.started_in.as_millis()
     );
     drop(harness);
+    drop(redis);
+    eprintln!("redis stopped");
     result
 }
 

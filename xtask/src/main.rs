@@ -3,8 +3,9 @@
 //! * `ci`: formatting, clippy, tests, docs, the dependency gate and the integration tests:
 //!   the one test command of the project.
 //! * `test`: the workspace's unit and doc tests only.
-//! * `integration`: installs and starts the Node harness (`tests/servers/`), runs the
-//!   integration tests against it, and always stops it.
+//! * `integration`: installs and starts the Node harness (`tests/servers/`) and Redis (a
+//!   standalone server and a three-master cluster, `redis-server` installed with apt-get when
+//!   missing), runs the integration tests against them, and always stops them.
 //! * `demo`: a full Backend Services flow against the harness (the README's first command).
 //! * `deny`: `cargo deny --offline check bans licenses sources` (installs cargo-deny when missing).
 //! * `bench jwt`: client-assertion signatures per second beside `openssl speed`.
@@ -13,6 +14,7 @@
 
 mod bench;
 mod harness;
+mod redis;
 mod util;
 
 use std::process::ExitCode;

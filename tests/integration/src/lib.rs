@@ -5,7 +5,9 @@
 //! CLI, registers their public JWKS with the harness, starts it, and sets:
 //! `SMART_FHIR_IT_BASE` (the FHIR base), `SMART_FHIR_IT_DIR` (keys), `SMART_FHIR_IT_JWKS_PORT`
 //! (where the tests serve the JWKS of the `jku` client), `SMART_FHIR_IT_PATIENT_IDS` (seeded
-//! patients) and `SMART_FHIR_BIN` (the CLI binary).
+//! patients) and `SMART_FHIR_BIN` (the CLI binary). It also starts Redis and sets
+//! `SMART_FHIR_IT_REDIS_URL` (a standalone server) and `SMART_FHIR_IT_REDIS_CLUSTER` (the
+//! comma-separated nodes of a three-master cluster).
 #![forbid(unsafe_code)]
 #![allow(missing_docs)]
 
@@ -47,6 +49,19 @@ pub fn jwks_file() -> PathBuf {
 
 pub fn cli_bin() -> PathBuf {
     PathBuf::from(var("SMART_FHIR_BIN"))
+}
+
+/// The standalone Redis that `cargo xtask integration` started.
+pub fn redis_url() -> String {
+    var("SMART_FHIR_IT_REDIS_URL")
+}
+
+/// The nodes of the Redis Cluster that `cargo xtask integration` started.
+pub fn redis_cluster_urls() -> Vec<String> {
+    var("SMART_FHIR_IT_REDIS_CLUSTER")
+        .split(',')
+        .map(str::to_owned)
+        .collect()
 }
 
 pub fn patient_ids() -> Vec<String> {
