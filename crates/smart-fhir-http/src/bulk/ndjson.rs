@@ -79,7 +79,7 @@ impl BodyDecoder {
                 self.sniffed
                     .extend_from_slice(input.get(..take).unwrap_or_default());
                 if self.sniffed.len() >= 2 {
-                    self.decide();
+                    self.state = Self::sniffed_state(&self.sniffed);
                     let head = std::mem::take(&mut self.sniffed);
                     self.feed_head(&head, out)?;
                 }
@@ -137,12 +137,22 @@ impl BodyDecoder {
         matches!(self.state, DecoderState::Identity)
     }
 
-    fn decide(&mut self) {
-        self.state = if self.sniffed.starts_with(&[0x1f, 0x8b]) {
+    /// Decides, without consuming anything, whether a body without `Content-Encoding` is
+    /// gzipped, when `head` is its start and holds two bytes or more; otherwise the first
+    /// [`decode`](Self::decode) calls sniff. Deciding here lets an identity body's first line
+    /// be cut from its chunk like the others instead of being copied.
+    pub(crate) fn sniff(&mut self, head: &[u8]) {
+        if matches!(self.state, DecoderState::Sniff) && self.sniffed.is_empty() && head.len() >= 2 {
+            self.state = Self::sniffed_state(head);
+        }
+    }
+
+    fn sniffed_state(head: &[u8]) -> DecoderState {
+        if head.starts_with(&[0x1f, 0x8b]) {
             DecoderState::Gzip(Box::new(MultiGzDecoder::new(Vec::new())))
         } else {
             DecoderState::Identity
-        };
+        }
     }
 
     fn feed_head(&mut self, head: &[u8], out: &mut BytesMut) -> Result<(), String> {
@@ -510,6 +520,25 @@ mod tests {
         assert_eq!(decode_all(&mut d, b"{", 1).unwrap(), b"{");
         let mut d = BodyDecoder::new(Some("gzip")).unwrap();
         assert_eq!(decode_all(&mut d, b"", 1).unwrap(), b"");
+    }
+
+    /// Sniffing from a chunk's head decides without consuming: the whole chunk still decodes.
+    #[test]
+    fn sniffing_a_head_consumes_nothing() {
+        let gz = gzip(b"{\"a\":1}\n");
+        let mut d = BodyDecoder::new(None).unwrap();
+        d.sniff(&gz);
+        assert!(matches!(d.state, DecoderState::Gzip(_)));
+        assert_eq!(decode_all(&mut d, &gz, 5).unwrap(), b"{\"a\":1}\n");
+        let mut d = BodyDecoder::new(None).unwrap();
+        d.sniff(b"{}\n");
+        assert!(d.is_identity());
+        let mut d = BodyDecoder::new(None).unwrap();
+        d.sniff(b"{");
+        assert!(!d.is_identity(), "one byte decides nothing");
+        let mut d = BodyDecoder::new(Some("gzip")).unwrap();
+        d.sniff(b"{}\n");
+        assert!(!d.is_identity(), "the header wins");
     }
 
     #[test]
