@@ -260,7 +260,12 @@ async fn sc_7_21_raw_lines_share_the_received_chunk() {
 async fn p15_raw_lines_keep_the_bound() {
     let long = format!("{{\"id\":\"x\",\"text\":\"{}\"}}\n", "a".repeat(10_000));
     let text = format!("{}{long}", patients(0..2));
-    for reply in [Reply::ndjson(&text, 512), Reply::ndjson_gzip(&text, 512)] {
+    // In pieces, whole (the long line inside one chunk), and gzipped.
+    for reply in [
+        Reply::ndjson(&text, 512),
+        Reply::ndjson(&text, text.len()),
+        Reply::ndjson_gzip(&text, 512),
+    ] {
         let fake = Fake::default();
         fake.on(Method::GET, FILE1, reply);
         let opts = DownloadOptions::default().max_line_bytes(4096);

@@ -178,15 +178,24 @@ impl NdjsonLines {
     /// never its content), [`FhirError::Download`] for a corrupt or truncated gzip stream,
     /// [`FhirError::Http`] when the connection breaks. After an error the stream ends.
     pub async fn next_line(&mut self) -> Result<Option<Bytes>, FhirError> {
-        match self.next_numbered().await {
-            Ok(Some((number, line))) => {
-                self.last_line = number;
-                self.returned += 1;
-                self.returned_bytes = self
-                    .returned_bytes
-                    .saturating_add(u64::try_from(line.len()).unwrap_or(u64::MAX));
-                Ok(Some(line))
+        if let Some(line) = self.fast_line() {
+            return Ok(Some(line));
+        }
+        if self.decoder.is_identity()
+            && matches!(self.state, StreamState::Reading | StreamState::BodyDone)
+        {
+            match self.lines.next_line_from(&mut self.pending) {
+                Ok(Some((number, line))) => return Ok(Some(self.returning(number, line))),
+                // The chunk is used up: the slow path reads the next one.
+                Ok(None) => {}
+                Err(e) => {
+                    let e = self.too_long(e);
+                    return Err(self.failed(e));
+                }
             }
+        }
+        match self.next_numbered().await {
+            Ok(Some((number, line))) => Ok(Some(self.returning(number, line))),
             Ok(None) => {
                 if self.state != StreamState::Finished {
                     self.state = StreamState::Finished;
@@ -194,12 +203,14 @@ impl NdjsonLines {
                 }
                 Ok(None)
             }
-            Err(e) => {
-                self.state = StreamState::Failed;
-                self.trace_end(Some(&e));
-                Err(e)
-            }
+            Err(e) => Err(self.failed(e)),
         }
+    }
+
+    fn failed(&mut self, e: FhirError) -> FhirError {
+        self.state = StreamState::Failed;
+        self.trace_end(Some(&e));
+        e
     }
 
     /// The lines as a [`Stream`]; it ends after the first error.
@@ -212,6 +223,30 @@ impl NdjsonLines {
                 Err(e) => Some((Err(e), None)),
             }
         })
+    }
+
+    /// The common case, without the state machine of `next_numbered` (and, called first by
+    /// [`NdjsonStream::next_resource`], without that of `next_line`): an identity-encoded,
+    /// ordinary line that lies inside the chunk at hand.
+    #[inline]
+    fn fast_line(&mut self) -> Option<Bytes> {
+        if !self.decoder.is_identity()
+            || !matches!(self.state, StreamState::Reading | StreamState::BodyDone)
+        {
+            return None;
+        }
+        let (number, line) = self.lines.cut_line(&mut self.pending)?;
+        Some(self.returning(number, line))
+    }
+
+    #[inline]
+    fn returning(&mut self, number: u64, line: Bytes) -> Bytes {
+        self.last_line = number;
+        self.returned += 1;
+        self.returned_bytes = self
+            .returned_bytes
+            .saturating_add(u64::try_from(line.len()).unwrap_or(u64::MAX));
+        line
     }
 
     /// The 1-based number, in the file, of the line returned last (blank lines count); 0
@@ -384,8 +419,12 @@ impl<T: DeserializeOwned> NdjsonStream<T> {
     /// gzip stream, [`FhirError::Http`] when the connection breaks. After an error the stream
     /// ends.
     pub async fn next_resource(&mut self) -> Result<Option<T>, FhirError> {
-        let Some(line) = self.lines.next_line().await? else {
-            return Ok(None);
+        let line = match self.lines.fast_line() {
+            Some(line) => line,
+            None => match self.lines.next_line().await? {
+                Some(line) => line,
+                None => return Ok(None),
+            },
         };
         match serde_json::from_slice::<T>(&line) {
             Ok(resource) => {
