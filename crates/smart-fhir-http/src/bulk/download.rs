@@ -322,6 +322,10 @@ impl NdjsonLines {
                 self.state = StreamState::Decoded;
                 continue;
             }
+            // The used-up chunk may still refer to the transport's read buffer (an empty slice
+            // of it): let it go first, so that the transport can reuse that buffer for the
+            // next read instead of allocating a new one.
+            self.pending = Bytes::new();
             match self.body.next_chunk().await {
                 Ok(Some(chunk)) => {
                     if self.received == 0 {
