@@ -8,9 +8,10 @@ use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bulk_support::{client, manifest, Fake, Reply, STATUS};
+use bulk_support::{client, manifest, patients, Fake, Reply, STATUS};
 use http::Method;
 use serde_json::json;
+use smart_fhir_core::HttpErrorKind;
 use tracing::field::{Field, Visit};
 use tracing::span;
 
@@ -262,4 +263,62 @@ async fn bulk_export_traces_every_step_and_no_secret() {
     ] {
         assert!(!text.contains(secret), "{secret:?} in the trace:\n{text}");
     }
+}
+
+/// A file that breaks is traced once, as failed (type, lines so far, the kind of error), and
+/// reading on after the error adds no "read" event.
+#[tokio::test]
+async fn a_failed_file_is_traced_once_as_failed() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+
+    let file = "https://ehr.example/fhir/files/Observation.1.ndjson";
+    let fake = Fake::default();
+    fake.on(
+        Method::GET,
+        STATUS,
+        Reply::json(
+            200,
+            manifest(
+                false,
+                json!([{"type": "Observation", "url": file}]),
+                json!([]),
+            ),
+        ),
+    );
+    fake.on(
+        Method::GET,
+        file,
+        Reply::ndjson(patients(0..3), 64).then_fail(HttpErrorKind::Io),
+    );
+    let (c, _) = client(&fake);
+    let job = c.bulk_job(STATUS).unwrap();
+    let manifest = job.wait().await.unwrap();
+    let mut lines = job.open_lines(&manifest.output[0]).await.unwrap();
+    let mut read = 0;
+    let e = loop {
+        match lines.next_line().await {
+            Ok(Some(_)) => read += 1,
+            Ok(None) => panic!("the broken body ended cleanly"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(read, 3, "{e}");
+    assert!(lines.next_line().await.unwrap().is_none());
+    assert!(lines.next_line().await.unwrap().is_none());
+
+    let trace = capture.lines();
+    let failed: Vec<_> = trace.iter().filter(|l| l.contains("file failed")).collect();
+    assert_eq!(failed.len(), 1, "{trace:#?}");
+    assert!(
+        failed[0].contains("resource_type=Observation"),
+        "{}",
+        failed[0]
+    );
+    assert!(failed[0].contains("lines=3"), "{}", failed[0]);
+    assert!(failed[0].contains("error=transport"), "{}", failed[0]);
+    assert!(
+        !trace.iter().any(|l| l.contains("file read")),
+        "no success after a failure: {trace:#?}"
+    );
 }

@@ -181,23 +181,11 @@ impl NdjsonLines {
         if let Some(line) = self.fast_line() {
             return Ok(Some(line));
         }
-        if self.decoder.is_identity()
-            && matches!(self.state, StreamState::Reading | StreamState::BodyDone)
-        {
-            match self.lines.next_line_from(&mut self.pending) {
-                Ok(Some((number, line))) => return Ok(Some(self.returning(number, line))),
-                // The chunk is used up: the slow path reads the next one.
-                Ok(None) => {}
-                Err(e) => {
-                    let e = self.too_long(e);
-                    return Err(self.failed(e));
-                }
-            }
-        }
         match self.next_numbered().await {
             Ok(Some((number, line))) => Ok(Some(self.returning(number, line))),
             Ok(None) => {
-                if self.state != StreamState::Finished {
+                // The end is traced once; after a failure it was traced as one already.
+                if !matches!(self.state, StreamState::Finished | StreamState::Failed) {
                     self.state = StreamState::Finished;
                     self.trace_end(None);
                 }
