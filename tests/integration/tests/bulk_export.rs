@@ -181,7 +181,7 @@ async fn sc_7_3_system_export_gzip_with_token() {
     let summary = job.download_to_dir(&dir).await.expect("download");
     let after = stats().await;
     assert_eq!(token_requests("it-bulk").await, tokens_before + 1);
-    let by_type = check_files(&manifest, &summary);
+    let by_type = check_files(manifest, &summary);
     let total: usize = by_type.iter().map(|(_, r)| r.len()).sum();
     assert!(total >= 2500, "{total} resources");
     assert!(
@@ -241,7 +241,7 @@ async fn sc_7_18_group_export_without_token_and_gzip() {
         "P6: no token on files that do not require one"
     );
     assert_eq!(summary.bytes_received(), summary.bytes(), "not gzipped");
-    let by_type = check_files(&manifest, &summary);
+    let by_type = check_files(manifest, &summary);
     for (ty, resources) in by_type {
         for r in resources {
             let reference = match ty.as_str() {
