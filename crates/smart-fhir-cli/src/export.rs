@@ -75,9 +75,9 @@ pub struct ExportArgs {
 
 pub fn export(a: ExportArgs) -> Result<u8> {
     let client = a.fhir.client()?;
-    let request = bulk_request(&a);
+    let request = bulk_request(&client, &a);
     let rt = crate::transport::rt()?;
-    rt.block_on(run(&client, &request, &a))
+    rt.block_on(run(&request, &a))
 }
 
 /// The items of a comma-separated option, trimmed, without empty ones.
@@ -89,13 +89,14 @@ fn non_empty(items: &[String]) -> impl Iterator<Item = String> + '_ {
         .map(str::to_owned)
 }
 
-fn bulk_request(a: &ExportArgs) -> BulkExport {
-    let mut e = match (&a.group, a.patient) {
-        (Some(g), _) => BulkExport::group(g.clone()),
-        (None, true) => BulkExport::patient(),
-        (None, false) => BulkExport::system(),
-    };
-    e = e.resource_types(non_empty(&a.types));
+fn bulk_request(client: &FhirClient, a: &ExportArgs) -> BulkExport {
+    let mut e = client.bulk_export();
+    match (&a.group, a.patient) {
+        (Some(g), _) => e = e.group(g.clone()),
+        (None, true) => e = e.patient_level(),
+        (None, false) => {}
+    }
+    e = e.types(non_empty(&a.types));
     if let Some(s) = &a.since {
         e = e.since(s.clone());
     }
@@ -109,15 +110,19 @@ fn bulk_request(a: &ExportArgs) -> BulkExport {
     if a.post {
         e = e.method(KickoffMethod::Post);
     }
-    e.lenient(a.lenient)
+    if let Some(secs) = a.timeout {
+        e = e.poll_options(PollOptions::default().timeout(Duration::from_secs(secs)));
+    }
+    e.download_options(DownloadOptions::default().concurrency(a.parallel.max(1)))
+        .lenient(a.lenient)
 }
 
-async fn run(client: &FhirClient, request: &BulkExport, a: &ExportArgs) -> Result<u8> {
+async fn run(request: &BulkExport, a: &ExportArgs) -> Result<u8> {
     let started = Instant::now();
     let ui = Ui::new();
 
     let job = tokio::select! {
-        r = client.bulk_export(request) => {
+        r = request.start() => {
             r.map_err(|e| Failure::from_error("export kick-off failed", &e))?
         }
         _ = tokio::signal::ctrl_c() => {
@@ -125,15 +130,10 @@ async fn run(client: &FhirClient, request: &BulkExport, a: &ExportArgs) -> Resul
             return Ok(INTERRUPTED);
         }
     };
-    let mut poll = PollOptions::default();
-    if let Some(secs) = a.timeout {
-        poll = poll.timeout(Duration::from_secs(secs));
-    }
-    let job = job.with_poll_options(poll);
     ui.log(&format!("export started; status URL {}", job.status_url()));
 
     let waited = tokio::select! {
-        r = job.wait(|p| ui.waiting(p)) => Some(r),
+        r = job.wait_with_progress(|p| ui.waiting(p)) => Some(r),
         _ = tokio::signal::ctrl_c() => None,
     };
     ui.stop_waiting();
@@ -149,11 +149,10 @@ async fn run(client: &FhirClient, request: &BulkExport, a: &ExportArgs) -> Resul
 
     std::fs::create_dir_all(&a.out)
         .map_err(|e| Failure::new(format!("cannot create {}: {e}", a.out.display())))?;
-    write_manifest(&a.out, &manifest)?;
+    write_manifest(&a.out, manifest)?;
 
-    let options = DownloadOptions::default().concurrency(a.parallel.max(1));
     let downloaded = tokio::select! {
-        r = job.download_to_dir(&manifest, &a.out, &options, |p| ui.file(p)) => Some(r),
+        r = job.download_to_dir_with_progress(&a.out, |p| ui.file(p)) => Some(r),
         _ = tokio::signal::ctrl_c() => None,
     };
     ui.clear();
@@ -171,7 +170,7 @@ async fn run(client: &FhirClient, request: &BulkExport, a: &ExportArgs) -> Resul
         }
     }
 
-    print_summary(&summary, &manifest, &a.out, started.elapsed());
+    print_summary(&summary, manifest, &a.out, started.elapsed());
     if manifest.is_partial() {
         print_errors(&summary);
         return Ok(1);

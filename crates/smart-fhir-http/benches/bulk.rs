@@ -1,7 +1,7 @@
-//! Bulk Data download throughput and memory: a large NDJSON file read resource by resource
-//! through `BulkJob::open_file`, beside a raw hyper read of the same body and beside that raw
-//! read plus a minimal line split and parse (`cargo xtask bench bulk` runs them and prints the
-//! ratios).
+//! Bulk Data download throughput and memory: a large NDJSON file read line by line through
+//! `BulkJob::open_lines` and resource by resource through `BulkJob::open_file`, beside a raw
+//! hyper read of the same body and beside that raw read plus a minimal line split and parse
+//! (`cargo xtask bench bulk` runs them and prints the ratios).
 //!
 //! The binary has these roles, each run as a process of its own so that each reports its own
 //! peak memory:
@@ -17,10 +17,13 @@
 //!   and `serde_json::from_slice::<serde_json::Value>` on each line: the floor for any client
 //!   that parses, against which the cost of the download path itself is measured.
 //!   `--mode floor-typed` parses each line into the light struct of `bulk-typed`.
-//! * `--mode bulk --status-url URL`: a `FhirClient` polls the status URL once for the manifest,
-//!   then reads the file with `BulkJob::open_file::<serde_json::Value>` and `next_resource`,
-//!   each line parsed into a `serde_json::Value`. `--mode bulk-typed` parses each line into a
-//!   light struct (`resourceType` and `id`, the rest skipped) instead.
+//! * `--mode lines --status-url URL`: a `FhirClient` with the default transport (the path the
+//!   CLI runs) waits for the job's manifest (one status request), then reads the file with
+//!   `BulkJob::open_lines`: each line as `Bytes`, not parsed. Against `raw`.
+//! * `--mode bulk --status-url URL`: the same, reading with
+//!   `BulkJob::open_file::<serde_json::Value>` and `next_resource`, each line parsed into a
+//!   `serde_json::Value`; against `floor`. `--mode bulk-typed` parses each line into a light
+//!   struct (`resourceType` and `id`, the rest skipped) instead; against `floor-typed`.
 //!
 //! A client prints `BENCH <mode>.mb_s <MB/s>` (10^6 bytes per second of wall time from the
 //! request to the end of the body), `BENCH <mode>.bytes`, `BENCH <mode>.resources` and
@@ -38,8 +41,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use smart_fhir_core::{FhirBaseUrl, InsecureHttp};
-use smart_fhir_http::bulk::{DownloadOptions, PollStatus};
-use smart_fhir_http::{FhirClient, HyperHttpClient};
+use smart_fhir_http::FhirClient;
 use smart_fhir_testkit::{Method, Reply, TestServer};
 
 /// 512,000 lines of 1,024 bytes plus a newline: 524.8 MB (500.5 MiB).
@@ -220,7 +222,30 @@ struct Light {
     id: String,
 }
 
-fn bulk(status_url: &str, typed: bool) {
+/// What a FhirClient-side mode reads the file with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    /// `BulkJob::open_lines`: the raw line stream, no parsing.
+    Lines,
+    /// `BulkJob::open_file::<serde_json::Value>`.
+    Value,
+    /// `BulkJob::open_file::<Light>`.
+    Typed,
+}
+
+impl Reader {
+    fn mode(self) -> &'static str {
+        match self {
+            Self::Lines => "lines",
+            Self::Value => "bulk",
+            Self::Typed => "bulk-typed",
+        }
+    }
+}
+
+/// The path users run: a `FhirClient` with the default transport (as the CLI builds it), a
+/// job resumed from its status URL, polled once for the manifest, then the file.
+fn bulk(status_url: &str, reader: Reader) {
     let status_url = status_url.to_owned();
     runtime().block_on(async move {
         let origin = status_url
@@ -229,47 +254,36 @@ fn bulk(status_url: &str, typed: bool) {
             .expect("status URL origin");
         let base = FhirBaseUrl::parse_with(&format!("{origin}/fhir"), InsecureHttp::AllowLoopback)
             .expect("base");
-        let transport = HyperHttpClient::builder()
-            .insecure_http(InsecureHttp::AllowLoopback)
-            .build()
-            .expect("transport");
-        let client = FhirClient::builder(base)
-            .http_client(transport)
-            .build()
-            .expect("client");
+        let client = FhirClient::builder(base).build().expect("client");
         let job = client.bulk_job(&status_url).expect("job");
-        let PollStatus::Complete(manifest) = job.poll().await.expect("status") else {
-            panic!("the export is not complete");
-        };
+        let manifest = job.wait().await.expect("manifest");
         let file = manifest.output.first().expect("an output file");
-        let options = DownloadOptions::default();
         let start = Instant::now();
-        let (bytes, resources) = if typed {
-            let mut stream = job
-                .open_file::<Light>(&manifest, file, &options)
-                .await
-                .expect("open");
-            while let Some(r) = stream.next_resource().await.expect("resource") {
-                std::hint::black_box((&r.resource_type, &r.id));
+        let (bytes, resources) = match reader {
+            Reader::Lines => {
+                let mut lines = job.open_lines(file).await.expect("open");
+                while let Some(line) = lines.next_line().await.expect("line") {
+                    std::hint::black_box(&line);
+                }
+                (lines.bytes_received(), lines.lines_read())
             }
-            (stream.bytes_received(), stream.resources_read())
-        } else {
-            let mut stream = job
-                .open_file::<Value>(&manifest, file, &options)
-                .await
-                .expect("open");
-            while let Some(r) = stream.next_resource().await.expect("resource") {
-                std::hint::black_box(&r);
+            Reader::Typed => {
+                let mut stream = job.open_file::<Light>(file).await.expect("open");
+                while let Some(r) = stream.next_resource().await.expect("resource") {
+                    std::hint::black_box((&r.resource_type, &r.id));
+                }
+                (stream.bytes_received(), stream.resources_read())
             }
-            (stream.bytes_received(), stream.resources_read())
+            Reader::Value => {
+                let mut stream = job.open_file::<Value>(file).await.expect("open");
+                while let Some(r) = stream.next_resource().await.expect("resource") {
+                    std::hint::black_box(&r);
+                }
+                (stream.bytes_received(), stream.resources_read())
+            }
         };
         let elapsed = start.elapsed();
-        report(
-            if typed { "bulk-typed" } else { "bulk" },
-            bytes,
-            resources,
-            elapsed,
-        );
+        report(reader.mode(), bytes, resources, elapsed);
     });
 }
 
@@ -283,13 +297,23 @@ fn main() {
         Some("floor-typed") => {
             floor::<Light>(&arg("--file-url").expect("--file-url URL"), "floor-typed")
         }
-        Some("bulk") => bulk(&arg("--status-url").expect("--status-url URL"), false),
-        Some("bulk-typed") => bulk(&arg("--status-url").expect("--status-url URL"), true),
+        Some("lines") => bulk(
+            &arg("--status-url").expect("--status-url URL"),
+            Reader::Lines,
+        ),
+        Some("bulk") => bulk(
+            &arg("--status-url").expect("--status-url URL"),
+            Reader::Value,
+        ),
+        Some("bulk-typed") => bulk(
+            &arg("--status-url").expect("--status-url URL"),
+            Reader::Typed,
+        ),
         _ => {
             eprintln!(
                 "usage: bulk --serve [--lines N] [--line-len N] | \
                  --mode raw|floor|floor-typed --file-url URL | \
-                 --mode bulk|bulk-typed --status-url URL \
+                 --mode lines|bulk|bulk-typed --status-url URL \
                  (cargo xtask bench bulk runs them together)"
             );
             std::process::exit(2);

@@ -30,7 +30,6 @@
 //!   [`HyperHttpClientBuilder::build`] fails when there is none.
 //! * `webpki-roots` (default): Mozilla's root certificates compiled in ([`Roots::Webpki`]).
 //! * `native-roots`: the operating system's certificate store ([`Roots::Native`]).
-//! * `tracing`: a debug event per exchange (method, scheme and host, status).
 //!
 //! The lower `smart-fhir` crates have no default features. This one has `ring` and
 //! `webpki-roots` on by default because without a crypto provider and a root store it cannot

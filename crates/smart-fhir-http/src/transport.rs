@@ -530,7 +530,6 @@ impl HyperHttpClient {
     /// [`HttpClient::execute`]: the one path every request of every client takes.
     async fn exchange(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let (request, exchange) = self.prepare(request)?;
-        #[cfg(feature = "tracing")]
         let method = request.method().clone();
         let limit = exchange
             .max_response_bytes
@@ -550,7 +549,6 @@ impl HyperHttpClient {
             Ok(result) => result,
             Err(_) => Err(timeout_error(origin, exchange.timeout)),
         };
-        #[cfg(feature = "tracing")]
         match &result {
             Ok(response) => tracing::debug!(
                 %method, origin = %origin, status = response.status().as_u16(), "HTTP exchange"

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bulk_support::{accepted, client, Fake, Reply, BASE, STATUS};
 use http::Method;
 use serde_json::json;
-use smart_fhir_http::bulk::{BulkExport, KickoffMethod};
+use smart_fhir_http::bulk::KickoffMethod;
 use smart_fhir_http::FhirError;
 
 fn query_pairs(query: &str) -> Vec<(String, String)> {
@@ -29,11 +29,11 @@ async fn sc_7_3_kickoff_endpoints() {
     }
     let (c, _) = client(&fake);
     for export in [
-        BulkExport::system(),
-        BulkExport::patient(),
-        BulkExport::group("g-1.a"),
+        c.bulk_export(),
+        c.bulk_export().patient_level(),
+        c.bulk_export().group("g-1.a"),
     ] {
-        let job = c.bulk_export(&export).await.unwrap();
+        let job = export.start().await.unwrap();
         assert_eq!(job.status_url().as_str(), STATUS);
     }
     let paths: Vec<_> = fake.seen().iter().map(|s| s.path()).collect();
@@ -54,8 +54,10 @@ async fn sc_7_4_sc_7_5_sc_7_6_get_kickoff_carries_every_parameter() {
     let fake = Fake::default();
     fake.on(Method::GET, "/fhir/Group/cohort/$export", accepted());
     let (c, _) = client(&fake);
-    let export = BulkExport::group("cohort")
-        .resource_types(["Patient", "Observation"])
+    let export = c
+        .bulk_export()
+        .group("cohort")
+        .types(["Patient", "Observation"])
         .since("2024-01-01T00:00:00Z")
         .until("2024-02-01T00:00:00+01:00")
         .type_filter("Observation?category=laboratory,vital-signs")
@@ -66,7 +68,7 @@ async fn sc_7_4_sc_7_5_sc_7_6_get_kickoff_carries_every_parameter() {
         .organize_output_by("Patient")
         .allow_partial_manifests(true);
     assert_eq!(export.effective_method(), KickoffMethod::Get);
-    c.bulk_export(&export).await.unwrap();
+    export.start().await.unwrap();
 
     let req = &fake.seen()[0];
     assert_eq!(req.method, Method::GET);
@@ -112,8 +114,10 @@ async fn sc_7_4_sc_7_8_patient_forces_post_parameters() {
     let fake = Fake::default();
     fake.on(Method::POST, "/fhir/Patient/$export", accepted());
     let (c, _) = client(&fake);
-    let export = BulkExport::patient()
-        .resource_type("Observation")
+    let export = c
+        .bulk_export()
+        .patient_level()
+        .types(["Observation"])
         .since("2024-01-01T00:00:00.5Z")
         .type_filter("Observation?code=1,2")
         .patient_reference("123")
@@ -121,7 +125,7 @@ async fn sc_7_4_sc_7_8_patient_forces_post_parameters() {
         .include_associated_data("RelevantProvenanceResources")
         .lenient(true);
     assert_eq!(export.effective_method(), KickoffMethod::Post);
-    c.bulk_export(&export).await.unwrap();
+    export.start().await.unwrap();
 
     let req = &fake.seen()[0];
     assert_eq!(req.method, Method::POST);
@@ -151,7 +155,9 @@ async fn sc_7_4_post_on_request() {
     let fake = Fake::default();
     fake.on(Method::POST, "/fhir/$export", accepted());
     let (c, _) = client(&fake);
-    c.bulk_export(&BulkExport::system().method(KickoffMethod::Post))
+    c.bulk_export()
+        .method(KickoffMethod::Post)
+        .start()
         .await
         .unwrap();
     assert_eq!(
@@ -166,22 +172,23 @@ async fn invalid_parameters_are_refused_before_sending() {
     let fake = Fake::default();
     let (c, _) = client(&fake);
     let cases = [
-        BulkExport::group("a/b"),
-        BulkExport::system().resource_type("Patient,Observation"),
-        BulkExport::system().since("2024-01-01"),
-        BulkExport::system().until("yesterday"),
-        BulkExport::system().type_filter("category=laboratory"),
-        BulkExport::system()
+        c.bulk_export().group("a/b"),
+        c.bulk_export().types(["Patient,Observation"]),
+        c.bulk_export().since("2024-01-01"),
+        c.bulk_export().until("yesterday"),
+        c.bulk_export().type_filter("category=laboratory"),
+        c.bulk_export()
             .patient_reference("1")
             .method(KickoffMethod::Post),
-        BulkExport::patient()
+        c.bulk_export()
+            .patient_level()
             .patient_reference("1")
             .method(KickoffMethod::Get),
-        BulkExport::patient().patient_reference("Group/1"),
-        BulkExport::system().elements(["a,b"]),
+        c.bulk_export().patient_level().patient_reference("Group/1"),
+        c.bulk_export().elements(["a,b"]),
     ];
     for export in cases {
-        let e = c.bulk_export(&export).await.unwrap_err();
+        let e = export.start().await.unwrap_err();
         assert!(matches!(e, FhirError::InvalidRequest(_)), "{export:?}: {e}");
     }
     assert!(fake.seen().is_empty());
@@ -198,7 +205,7 @@ async fn sc_7_9_p15_content_location_is_required_and_checked() {
         Reply::status(202).header("content-location", "status/7"),
     );
     let (c, _) = client(&fake);
-    let job = c.bulk_export(&BulkExport::system()).await.unwrap();
+    let job = c.bulk_export().start().await.unwrap();
     assert_eq!(job.status_url().as_str(), format!("{BASE}/status/7"));
 
     for (location, expect) in [
@@ -214,7 +221,7 @@ async fn sc_7_9_p15_content_location_is_required_and_checked() {
         }
         fake.on(Method::GET, "/fhir/$export", reply);
         let (c, _) = client(&fake);
-        let e = c.bulk_export(&BulkExport::system()).await.unwrap_err();
+        let e = c.bulk_export().start().await.unwrap_err();
         let text = e.to_string();
         assert!(text.contains(expect), "{location:?}: {text}");
         assert!(!text.contains("pw"), "{text}");
@@ -233,7 +240,9 @@ async fn sc_7_9_error_status_and_outcome() {
     );
     let (c, _) = client(&fake);
     let e = c
-        .bulk_export(&BulkExport::system().type_filter("Patient?active=true"))
+        .bulk_export()
+        .type_filter("Patient?active=true")
+        .start()
         .await
         .unwrap_err();
     assert_eq!(e.status().map(|s| s.as_u16()), Some(400));
@@ -248,7 +257,7 @@ async fn sc_7_9_error_status_and_outcome() {
     let fake = Fake::default();
     fake.on(Method::GET, "/fhir/$export", Reply::json(200, json!({})));
     let (c, _) = client(&fake);
-    let e = c.bulk_export(&BulkExport::system()).await.unwrap_err();
+    let e = c.bulk_export().start().await.unwrap_err();
     assert!(matches!(e, FhirError::Bulk { .. }), "{e}");
 }
 
@@ -264,7 +273,10 @@ async fn sc_7_10_kickoff_429_waits_retry_after_and_retries() {
     .on(Method::POST, "/fhir/Patient/$export", accepted());
     let (c, _) = client(&fake);
     let job = c
-        .bulk_export(&BulkExport::patient().patient_reference("1"))
+        .bulk_export()
+        .patient_level()
+        .patient_reference("1")
+        .start()
         .await
         .unwrap();
     assert_eq!(job.status_url().as_str(), STATUS);
@@ -284,10 +296,7 @@ async fn sc_7_10_kickoff_429_is_bounded() {
         Reply::outcome(429, "throttled", "busy").header("retry-after", "1"),
     );
     let (c, _) = client(&fake);
-    let e = c
-        .bulk_export(&BulkExport::system().max_retries(2))
-        .await
-        .unwrap_err();
+    let e = c.bulk_export().max_retries(2).start().await.unwrap_err();
     assert_eq!(e.status().map(|s| s.as_u16()), Some(429));
     assert_eq!(fake.seen().len(), 3);
 
@@ -300,7 +309,9 @@ async fn sc_7_10_kickoff_429_is_bounded() {
     let (c, _) = client(&fake);
     let started = tokio::time::Instant::now();
     let e = c
-        .bulk_export(&BulkExport::system().max_retry_after(Duration::from_secs(60)))
+        .bulk_export()
+        .max_retry_after(Duration::from_secs(60))
+        .start()
         .await
         .unwrap_err();
     assert_eq!(e.status().map(|s| s.as_u16()), Some(429));
@@ -318,7 +329,7 @@ async fn kickoff_renews_a_rejected_token_once() {
         accepted().require_token("tok-2"),
     );
     let (c, tokens) = client(&fake);
-    c.bulk_export(&BulkExport::system()).await.unwrap();
+    c.bulk_export().start().await.unwrap();
     assert_eq!(tokens.rejected(), ["tok-1"]);
     let auth: Vec<_> = fake
         .seen()

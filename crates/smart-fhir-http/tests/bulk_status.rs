@@ -9,7 +9,7 @@ use bulk_support::{builder, client, manifest, Fake, Reply, Tokens, BASE, STATUS}
 use http::Method;
 use serde_json::json;
 use smart_fhir_core::FixedClock;
-use smart_fhir_http::bulk::{BulkExport, PollEvent, PollOptions, PollStatus, Progress};
+use smart_fhir_http::bulk::{PollEvent, PollOptions, PollStatus, Progress};
 use smart_fhir_http::FhirError;
 
 fn done() -> Reply {
@@ -48,7 +48,10 @@ async fn sc_7_11_sc_7_12_exponential_backoff_and_x_progress() {
             .max_interval(Duration::from_secs(10)),
     );
     let mut reports: Vec<Progress> = Vec::new();
-    let m = job.wait(|p| reports.push(p.clone())).await.unwrap();
+    let m = job
+        .wait_with_progress(|p| reports.push(p.clone()))
+        .await
+        .unwrap();
     assert_eq!(m.output.len(), 1);
     assert_eq!(
         gaps(&fake),
@@ -96,7 +99,7 @@ async fn sc_7_11_retry_after_seconds_and_http_date() {
         .bulk_job(STATUS)
         .unwrap()
         .with_poll_options(PollOptions::default().min_interval(Duration::from_secs(2)));
-    job.wait(|_| {}).await.unwrap();
+    job.wait().await.unwrap();
     assert_eq!(gaps(&fake), [5, 30, 2].map(Duration::from_secs));
 }
 
@@ -115,7 +118,7 @@ async fn sc_7_11_long_retry_after_is_capped() {
         .bulk_job(STATUS)
         .unwrap()
         .with_poll_options(PollOptions::default().max_retry_after(Duration::from_secs(90)));
-    job.wait(|_| {}).await.unwrap();
+    job.wait().await.unwrap();
     assert_eq!(gaps(&fake), [Duration::from_secs(90)]);
 }
 
@@ -139,7 +142,9 @@ async fn sc_7_13_429_slows_down() {
             .max_interval(Duration::from_secs(100)),
     );
     let mut events = Vec::new();
-    job.wait(|p| events.push(p.event)).await.unwrap();
+    job.wait_with_progress(|p| events.push(p.event))
+        .await
+        .unwrap();
     assert_eq!(
         events,
         [
@@ -174,7 +179,10 @@ async fn sc_7_14_transient_errors_are_retried() {
     let (c, _) = client(&fake);
     let job = c.bulk_job(STATUS).unwrap();
     let mut reports = Vec::new();
-    let m = job.wait(|p| reports.push(p.clone())).await.unwrap();
+    let m = job
+        .wait_with_progress(|p| reports.push(p.clone()))
+        .await
+        .unwrap();
     assert_eq!(m.transaction_time, "2024-05-01T10:00:00Z");
     assert_eq!(reports.len(), 3);
     assert!(reports.iter().all(|r| r.event == PollEvent::Retrying));
@@ -187,7 +195,7 @@ async fn sc_7_14_transient_errors_are_retried() {
         .bulk_job(STATUS)
         .unwrap()
         .with_poll_options(PollOptions::default().max_transient_errors(2));
-    let e = job.wait(|_| {}).await.unwrap_err();
+    let e = job.wait().await.unwrap_err();
     assert_eq!(e.status().map(|s| s.as_u16()), Some(500));
     assert_eq!(fake.seen().len(), 3, "first try and two retries");
 }
@@ -203,7 +211,7 @@ async fn sc_7_14_fatal_errors_end_the_wait() {
         Reply::outcome(404, "not-found", "export job expired"),
     );
     let (c, _) = client(&fake);
-    let e = c.bulk_job(STATUS).unwrap().wait(|_| {}).await.unwrap_err();
+    let e = c.bulk_job(STATUS).unwrap().wait().await.unwrap_err();
     assert_eq!(e.status().map(|s| s.as_u16()), Some(404));
     assert_eq!(e.outcome().unwrap().issue[0].code, "not-found");
     assert_eq!(fake.seen().len(), 1);
@@ -285,8 +293,11 @@ async fn sc_7_17_transaction_time_feeds_the_next_since() {
     fake.on(Method::GET, STATUS, done());
     fake.on(Method::GET, "/fhir/$export", bulk_support::accepted());
     let (c, _) = client(&fake);
-    let m = c.bulk_job(STATUS).unwrap().wait(|_| {}).await.unwrap();
-    c.bulk_export(&BulkExport::system().since(m.transaction_time.clone()))
+    let job = c.bulk_job(STATUS).unwrap();
+    let m = job.wait().await.unwrap();
+    c.bulk_export()
+        .since(&m.transaction_time)
+        .start()
         .await
         .unwrap();
     let kickoff = fake.seen_at(Method::GET, "/fhir/$export");
@@ -340,7 +351,8 @@ async fn sc_7_23_cancel_deletes_the_status_url() {
     assert_eq!(e.status().map(|s| s.as_u16()), Some(404));
 }
 
-/// SC-7.24: a v3 `next` link is followed (checked, polled like the first manifest).
+/// SC-7.24: a v3 `next` link is followed (checked, polled like the first manifest); each
+/// job keeps its own manifest.
 #[tokio::test(start_paused = true)]
 async fn sc_7_24_next_manifest_link() {
     let next = format!("{BASE}/manifest/2");
@@ -352,15 +364,26 @@ async fn sc_7_24_next_manifest_link() {
         .on(Method::GET, &next, done());
     let (c, _) = client(&fake);
     let job = c.bulk_job(STATUS).unwrap();
-    let m1 = job.wait(|_| {}).await.unwrap();
-    let m2 = job.next_manifest(&m1).await.unwrap().unwrap();
-    assert_eq!(m2.output.len(), 1);
-    assert!(job.next_manifest(&m2).await.unwrap().is_none());
+    let second = job.next_manifest().await.unwrap().unwrap();
+    assert!(job.manifest().unwrap().output.is_empty());
+    assert_eq!(second.manifest().unwrap().output.len(), 1);
+    assert_eq!(second.status_url().as_str(), next);
+    assert!(second.next_manifest().await.unwrap().is_none());
+    assert_eq!(fake.seen_at(Method::GET, &next).len(), 2);
 
     let mut evil = manifest(true, json!([]), json!([]));
     evil["link"] = json!([{"relation": "next", "url": "http://evil.example/m"}]);
-    let evil: smart_fhir_http::Manifest = serde_json::from_value(evil).unwrap();
-    assert!(job.next_manifest(&evil).await.is_err(), "P15");
+    let fake = Fake::default();
+    fake.on(Method::GET, STATUS, Reply::json(200, evil));
+    let (c, _) = client(&fake);
+    let e = c
+        .bulk_job(STATUS)
+        .unwrap()
+        .next_manifest()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FhirError::Url(_)), "P15: {e}");
+    assert_eq!(fake.seen().len(), 1, "the evil link is not fetched");
 }
 
 /// v3: a `202` may carry the manifest of the files ready so far.
@@ -402,7 +425,55 @@ async fn wait_timeout() {
         .bulk_job(STATUS)
         .unwrap()
         .with_poll_options(PollOptions::default().timeout(Duration::from_secs(100)));
-    let e = job.wait(|_| {}).await.unwrap_err();
+    let e = job.wait().await.unwrap_err();
     assert!(matches!(e, FhirError::Bulk { .. }), "{e}");
     assert_eq!(fake.seen().len(), 4, "at 0, 30, 60 and 90 s");
+}
+
+/// The job keeps its manifest: none before completion, the manifest after; waiting again
+/// sends no request; `poll` keeps a complete manifest too; clones share it.
+#[tokio::test(start_paused = true)]
+async fn sc_7_15_the_job_keeps_its_manifest() {
+    let fake = Fake::default();
+    fake.on(Method::GET, STATUS, Reply::status(202))
+        .on(Method::GET, STATUS, done());
+    let (c, _) = client(&fake);
+    let job = c.bulk_job(STATUS).unwrap();
+    let handle = job.clone();
+    assert!(job.manifest().is_none());
+    assert!(matches!(
+        job.poll().await.unwrap(),
+        PollStatus::InProgress(_)
+    ));
+    assert!(job.manifest().is_none());
+    let m = job.wait().await.unwrap();
+    assert_eq!(m.output.len(), 1);
+    assert_eq!(job.wait().await.unwrap().output.len(), 1);
+    assert_eq!(fake.seen().len(), 2, "no status request once complete");
+    assert_eq!(handle.manifest().map(|m| m.output.len()), Some(1));
+
+    let fake = Fake::default();
+    fake.on(Method::GET, STATUS, done());
+    let (c, _) = client(&fake);
+    let job = c.bulk_job(STATUS).unwrap();
+    assert!(matches!(job.poll().await.unwrap(), PollStatus::Complete(_)));
+    assert_eq!(job.manifest().map(|m| m.output.len()), Some(1));
+}
+
+/// SC-7.11: the poll options given to the export reach its job.
+#[tokio::test(start_paused = true)]
+async fn sc_7_11_poll_options_travel_from_the_export_to_the_job() {
+    let fake = Fake::default();
+    fake.on(Method::GET, "/fhir/$export", bulk_support::accepted());
+    fake.on(Method::GET, STATUS, Reply::status(202))
+        .on(Method::GET, STATUS, done());
+    let (c, _) = client(&fake);
+    let job = c
+        .bulk_export()
+        .poll_options(PollOptions::default().initial_interval(Duration::from_secs(7)))
+        .start()
+        .await
+        .unwrap();
+    job.wait().await.unwrap();
+    assert_eq!(gaps(&fake), [Duration::from_secs(7)]);
 }

@@ -18,8 +18,7 @@ use smart_fhir_core::{
 use smart_fhir_http::bulk::{DownloadOptions, FileKind, PollOptions};
 use smart_fhir_http::client::SearchParams;
 use smart_fhir_http::{
-    BulkExport, FhirClient, FhirClientBuilder, FhirError, HyperHttpClient, RequestOptions,
-    RetryPolicy,
+    FhirClient, FhirClientBuilder, FhirError, HyperHttpClient, RequestOptions, RetryPolicy,
 };
 use smart_fhir_jwt::{KeySpec, PrivateKey};
 use smart_fhir_oauth::BackendServices;
@@ -739,22 +738,16 @@ async fn sc_7_18_token_expiring_between_file_downloads_is_renewed() {
     let client = backend_client(&server);
 
     let job = client
-        .bulk_export(&BulkExport::system())
-        .await
-        .unwrap()
-        .with_poll_options(quick_polls());
-    let manifest = job.wait(|_| {}).await.unwrap();
-    assert!(manifest.requires_access_token);
-    let dir = tempfile::tempdir().unwrap();
-    let summary = job
-        .download_to_dir(
-            &manifest,
-            dir.path(),
-            &DownloadOptions::default().concurrency(1),
-            |_| {},
-        )
+        .bulk_export()
+        .poll_options(quick_polls())
+        .download_options(DownloadOptions::default().concurrency(1))
+        .start()
         .await
         .unwrap();
+    let manifest = job.wait().await.unwrap();
+    assert!(manifest.requires_access_token);
+    let dir = tempfile::tempdir().unwrap();
+    let summary = job.download_to_dir(dir.path()).await.unwrap();
     assert_eq!(summary.resources(FileKind::Output), 5);
     let observations = std::fs::read_to_string(dir.path().join("Observation.1.ndjson")).unwrap();
     assert_eq!(observations.lines().count(), 3);
@@ -780,18 +773,16 @@ async fn sc_7_18_p6_files_without_token_when_not_required() {
     let client = backend_client(&server);
 
     let job = client
-        .bulk_export(&BulkExport::system())
+        .bulk_export()
+        .poll_options(quick_polls())
+        .start()
         .await
-        .unwrap()
-        .with_poll_options(quick_polls());
-    let manifest = job.wait(|_| {}).await.unwrap();
+        .unwrap();
+    let manifest = job.wait().await.unwrap();
     assert!(!manifest.requires_access_token);
     let mut total = 0;
     for file in &manifest.output {
-        let mut stream = job
-            .open_file::<Value>(&manifest, file, &DownloadOptions::default())
-            .await
-            .unwrap();
+        let mut stream = job.open_file::<Value>(file).await.unwrap();
         while let Some(resource) = stream.next_resource().await.unwrap() {
             assert_eq!(resource["resourceType"], file.resource_type.as_str());
             total += 1;
@@ -828,16 +819,13 @@ async fn sc_7_21_file_reset_mid_download_is_an_io_error_after_the_complete_lines
         .bulk_job(&server.url_for("/fhir/bulk-status/7"))
         .unwrap()
         .with_poll_options(quick_polls());
-    let manifest = job.wait(|_| {}).await.unwrap();
+    let manifest = job.wait().await.unwrap();
     let file = manifest
         .output
         .iter()
         .find(|f| f.resource_type == "Observation")
         .unwrap();
-    let mut stream = job
-        .open_file::<Value>(&manifest, file, &DownloadOptions::default())
-        .await
-        .unwrap();
+    let mut stream = job.open_file::<Value>(file).await.unwrap();
     let mut ids = Vec::new();
     let e = loop {
         match stream.next_resource().await {
@@ -891,14 +879,11 @@ async fn sc_7_20_truncated_gzip_and_overlong_line_are_typed_errors() {
     let job = client
         .bulk_job(&server.url_for("/fhir/bulk-status/7"))
         .unwrap()
-        .with_poll_options(quick_polls());
-    let manifest = job.wait(|_| {}).await.unwrap();
-    let options = DownloadOptions::default().max_line_bytes(10_000);
+        .with_poll_options(quick_polls())
+        .with_download_options(DownloadOptions::default().max_line_bytes(10_000));
+    let manifest = job.wait().await.unwrap();
 
-    let mut patients = job
-        .open_file::<Value>(&manifest, &manifest.output[0], &options)
-        .await
-        .unwrap();
+    let mut patients = job.open_file::<Value>(&manifest.output[0]).await.unwrap();
     let mut read = 0;
     let e = loop {
         match patients.next_resource().await {
@@ -910,10 +895,7 @@ async fn sc_7_20_truncated_gzip_and_overlong_line_are_typed_errors() {
     assert!(matches!(e, FhirError::Download { .. }), "{e:?}");
     assert!(read < 2000, "{read}");
 
-    let mut observations = job
-        .open_file::<Value>(&manifest, &manifest.output[1], &options)
-        .await
-        .unwrap();
+    let mut observations = job.open_file::<Value>(&manifest.output[1]).await.unwrap();
     match observations.next_resource().await {
         Err(FhirError::Ndjson { line, reason, .. }) => {
             assert_eq!(line, 1);

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use smart_fhir_http::bulk::{
-    BulkExport, DownloadOptions, DownloadSummary, FileKind, Manifest, PollEvent, PollOptions,
-    PollStatus,
+    DownloadOptions, DownloadSummary, FileKind, Manifest, PollEvent, PollOptions, PollStatus,
 };
 use smart_fhir_http::FhirClient;
 use smart_fhir_integration_tests::*;
@@ -135,14 +134,17 @@ async fn sc_7_3_system_export_gzip_with_token() {
     seed().await;
     settings(json!({"pollCount": 2, "fileMax": 1000})).await;
     let client = fhir_client("it-bulk", SCOPE);
-    let export = BulkExport::system()
-        .resource_types(["Patient", "Observation"])
-        .type_filter("Observation?code=http://loinc.org|29463-7");
+    let export = client
+        .bulk_export()
+        .types(["Patient", "Observation"])
+        .type_filter("Observation?code=http://loinc.org|29463-7")
+        // One file at a time, so that exactly one request meets the revoked token.
+        .download_options(DownloadOptions::default().concurrency(1));
     let started = std::time::Instant::now();
-    let job = client.bulk_export(&export).await.expect("kick-off");
+    let job = export.start().await.expect("kick-off");
     let mut progress = Vec::new();
     let manifest = job
-        .wait(|p| progress.push(p.progress.clone().unwrap_or_default()))
+        .wait_with_progress(|p| progress.push(p.progress.clone().unwrap_or_default()))
         .await
         .expect("manifest");
     assert_eq!(progress.len(), 2, "{progress:?}");
@@ -176,15 +178,10 @@ async fn sc_7_3_system_export_gzip_with_token() {
     revoke_all().await;
     let before = stats().await;
     let dir = out_dir("system");
-    // One file at a time, so that exactly one request meets the revoked token.
-    let options = DownloadOptions::default().concurrency(1);
-    let summary = job
-        .download_to_dir(&manifest, &dir, &options, |_| {})
-        .await
-        .expect("download");
+    let summary = job.download_to_dir(&dir).await.expect("download");
     let after = stats().await;
     assert_eq!(token_requests("it-bulk").await, tokens_before + 1);
-    let by_type = check_files(&manifest, &summary);
+    let by_type = check_files(manifest, &summary);
     let total: usize = by_type.iter().map(|(_, r)| r.len()).sum();
     assert!(total >= 2500, "{total} resources");
     assert!(
@@ -218,22 +215,18 @@ async fn sc_7_18_group_export_without_token_and_gzip() {
     let client = fhir_client("it-bulk", SCOPE);
     let (group_id, members) = group(&client).await;
     let job = client
-        .bulk_export(&BulkExport::group(group_id).resource_types(["Patient", "Observation"]))
+        .bulk_export()
+        .group(group_id)
+        .types(["Patient", "Observation"])
+        .download_options(DownloadOptions::default().gzip(false))
+        .start()
         .await
         .expect("kick-off");
-    let manifest = job.wait(|_| {}).await.expect("manifest");
+    let manifest = job.wait().await.expect("manifest");
     assert!(!manifest.requires_access_token);
     let before = stats().await;
     let dir = out_dir("group");
-    let summary = job
-        .download_to_dir(
-            &manifest,
-            &dir,
-            &DownloadOptions::default().gzip(false),
-            |_| {},
-        )
-        .await
-        .expect("download");
+    let summary = job.download_to_dir(&dir).await.expect("download");
     let after = stats().await;
     let files = summary.files.len() as u64;
     assert_eq!(
@@ -248,7 +241,7 @@ async fn sc_7_18_group_export_without_token_and_gzip() {
         "P6: no token on files that do not require one"
     );
     assert_eq!(summary.bytes_received(), summary.bytes(), "not gzipped");
-    let by_type = check_files(&manifest, &summary);
+    let by_type = check_files(manifest, &summary);
     for (ty, resources) in by_type {
         for r in resources {
             let reference = match ty.as_str() {
@@ -270,15 +263,15 @@ async fn sc_7_4_post_kickoff_with_patient_parameter() {
     let client = fhir_client("it-bulk", SCOPE);
     let ids = patient_ids();
     let job = client
-        .bulk_export(
-            &BulkExport::patient()
-                .resource_type("Patient")
-                .patient_reference(ids[0].clone())
-                .patient_reference(format!("Patient/{}", ids[1])),
-        )
+        .bulk_export()
+        .patient_level()
+        .types(["Patient"])
+        .patient_reference(ids[0].clone())
+        .patient_reference(format!("Patient/{}", ids[1]))
+        .start()
         .await
         .expect("kick-off");
-    let manifest = job.wait(|_| {}).await.expect("manifest");
+    let manifest = job.wait().await.expect("manifest");
     assert_eq!(manifest.declared_output_count(), 2);
     let log = admin_json(http::Method::GET, "/_harness/bulk-kickoffs", None).await;
     let last = log["kickoffs"].as_array().and_then(|k| k.last()).cloned();
@@ -300,12 +293,17 @@ async fn sc_7_16_partial_errors_after_throttling_and_transient_failures() {
     settings(json!({"pollCount": 1, "rateLimitNextPolls": 1, "failNextPolls": 2})).await;
     let client = fhir_client("it-bulk", SCOPE);
     let job = client
-        .bulk_export(&BulkExport::system().resource_types(["Patient", "NoSuchType"]))
+        .bulk_export()
+        .types(["Patient", "NoSuchType"])
+        .start()
         .await
         .expect("kick-off")
         .with_poll_options(PollOptions::default().max_interval(Duration::from_secs(2)));
     let mut events = Vec::new();
-    let manifest = job.wait(|p| events.push(p.event)).await.expect("manifest");
+    let manifest = job
+        .wait_with_progress(|p| events.push(p.event))
+        .await
+        .expect("manifest");
     assert_eq!(
         events,
         [
@@ -317,10 +315,7 @@ async fn sc_7_16_partial_errors_after_throttling_and_transient_failures() {
     );
     assert!(manifest.is_partial(), "SC-7.16");
     let dir = out_dir("partial");
-    let summary = job
-        .download_to_dir(&manifest, &dir, &DownloadOptions::default(), |_| {})
-        .await
-        .expect("download");
+    let summary = job.download_to_dir(&dir).await.expect("download");
     let errors: Vec<_> = summary
         .files
         .iter()
@@ -343,7 +338,9 @@ async fn sc_7_23_cancel_a_running_export() {
     settings(json!({"pollCount": 100})).await;
     let client = fhir_client("it-bulk", SCOPE);
     let job = client
-        .bulk_export(&BulkExport::system().resource_type("Patient"))
+        .bulk_export()
+        .types(["Patient"])
+        .start()
         .await
         .expect("kick-off");
     assert!(matches!(

@@ -13,9 +13,13 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use smart_fhir_core::StreamingBody;
 use tokio::io::AsyncWriteExt;
 
+use tokio::time::Instant;
+use tracing::Instrument;
+
 use super::job::BulkJob;
 use super::manifest::{Manifest, ManifestFile};
 use super::ndjson::{BodyDecoder, LineSplitter, LineTooLong};
+use super::trace;
 use crate::client::RequestLine;
 use crate::{AuthMode, FhirError, RequestOptions};
 use smart_fhir_core::text::describe_json_error;
@@ -116,14 +120,19 @@ pub enum FileKind {
     Deleted,
 }
 
-/// A Bulk Data file being read, one resource at a time (SC-7.21).
+/// A Bulk Data file read line by line, without parsing: each NDJSON line (one resource) as
+/// [`Bytes`], for callers that parse elsewhere (SC-7.19–SC-7.21).
 ///
-/// The body is read chunk by chunk, gunzipped when gzipped (SC-7.20), and split into lines in
-/// flat memory: one line (resource) at most is held, bounded by
-/// [`DownloadOptions::max_line_bytes`]. Blank lines, `\r\n` and a missing final newline are
-/// tolerated. Each line is parsed as a `T` (`serde_json::Value` by default, or the caller's
-/// FHIR model type).
-pub struct NdjsonStream<T = serde_json::Value> {
+/// The body is read chunk by chunk and gunzipped when gzipped (SC-7.20). A line that lies
+/// inside one received chunk is handed out as a part of that chunk, not copied; only a line
+/// cut by a chunk boundary (or a gzipped one) is assembled in a buffer, which never holds more
+/// than one line, bounded by [`DownloadOptions::max_line_bytes`] (P15). Blank lines are skipped,
+/// the `\r` of `\r\n` and a byte order mark at the start of the file are removed, a missing
+/// final newline is tolerated. The lines are not checked to be JSON.
+///
+/// Get one from [`BulkJob::open_lines`]. When the file ends (or fails) a `tracing` event says
+/// the resource type, bytes, lines and duration.
+pub struct NdjsonLines {
     body: StreamingBody,
     decoder: BodyDecoder,
     lines: LineSplitter,
@@ -131,11 +140,14 @@ pub struct NdjsonStream<T = serde_json::Value> {
     state: StreamState,
     request: RequestLine,
     file: String,
+    resource_type: String,
     max_line: usize,
     received: u64,
     content_length: Option<u64>,
-    resources: u64,
-    _resource: PhantomData<fn() -> T>,
+    returned: u64,
+    returned_bytes: u64,
+    last_line: u64,
+    started: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,17 +155,251 @@ enum StreamState {
     Reading,
     BodyDone,
     Decoded,
+    Finished,
     Failed,
+}
+
+impl fmt::Debug for NdjsonLines {
+    // The buffers hold patient data, the URL's query may be a capability: neither is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NdjsonLines")
+            .field("file", &self.file)
+            .field("state", &self.state)
+            .field("received", &self.received)
+            .field("lines", &self.returned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NdjsonLines {
+    /// The next non-blank line, without its line end; `None` at the end of the file.
+    ///
+    /// Errors: [`FhirError::Ndjson`] for a line longer than the bound (with its line number,
+    /// never its content), [`FhirError::Download`] for a corrupt or truncated gzip stream,
+    /// [`FhirError::Http`] when the connection breaks. After an error the stream ends.
+    pub async fn next_line(&mut self) -> Result<Option<Bytes>, FhirError> {
+        if let Some(line) = self.fast_line() {
+            return Ok(Some(line));
+        }
+        match self.next_numbered().await {
+            Ok(Some((number, line))) => Ok(Some(self.returning(number, line))),
+            Ok(None) => {
+                // The end is traced once; after a failure it was traced as one already.
+                if !matches!(self.state, StreamState::Finished | StreamState::Failed) {
+                    self.state = StreamState::Finished;
+                    self.trace_end(None);
+                }
+                Ok(None)
+            }
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    fn failed(&mut self, e: FhirError) -> FhirError {
+        self.state = StreamState::Failed;
+        self.trace_end(Some(&e));
+        e
+    }
+
+    /// The lines as a [`Stream`]; it ends after the first error.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, FhirError>> + Send {
+        stream::unfold(Some(self), |state| async move {
+            let mut s = state?;
+            match s.next_line().await {
+                Ok(Some(line)) => Some((Ok(line), Some(s))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+    }
+
+    /// The common case, without the state machine of `next_numbered` (and, called first by
+    /// [`NdjsonStream::next_resource`], without that of `next_line`): an identity-encoded,
+    /// ordinary line that lies inside the chunk at hand.
+    #[inline]
+    fn fast_line(&mut self) -> Option<Bytes> {
+        if !self.decoder.is_identity()
+            || !matches!(self.state, StreamState::Reading | StreamState::BodyDone)
+        {
+            return None;
+        }
+        let (number, line) = self.lines.cut_line(&mut self.pending)?;
+        Some(self.returning(number, line))
+    }
+
+    #[inline]
+    fn returning(&mut self, number: u64, line: Bytes) -> Bytes {
+        self.last_line = number;
+        self.returned += 1;
+        self.returned_bytes = self
+            .returned_bytes
+            .saturating_add(u64::try_from(line.len()).unwrap_or(u64::MAX));
+        line
+    }
+
+    /// The 1-based number, in the file, of the line returned last (blank lines count); 0
+    /// before the first.
+    pub fn line_number(&self) -> u64 {
+        self.last_line
+    }
+
+    /// Lines returned so far.
+    pub fn lines_read(&self) -> u64 {
+        self.returned
+    }
+
+    /// Body bytes received so far (as sent: compressed when gzipped).
+    pub fn bytes_received(&self) -> u64 {
+        self.received
+    }
+
+    /// The `Content-Length` of the response, when the server gave one.
+    pub fn content_length(&self) -> Option<u64> {
+        self.content_length
+    }
+
+    /// The file's URL path (no query), as error messages name it.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// An [`FhirError::Ndjson`] about the line returned last.
+    pub(crate) fn error_at_last_line(&mut self, reason: String) -> FhirError {
+        let e = self.ndjson_error(self.last_line, reason);
+        if self.state != StreamState::Failed {
+            self.state = StreamState::Failed;
+            self.trace_end(Some(&e));
+        }
+        e
+    }
+
+    /// The next non-blank line and its number.
+    async fn next_numbered(&mut self) -> Result<Option<(u64, Bytes)>, FhirError> {
+        loop {
+            match self.state {
+                StreamState::Reading | StreamState::BodyDone => {}
+                StreamState::Decoded => return self.lines.finish().map_err(|e| self.too_long(e)),
+                StreamState::Finished | StreamState::Failed => return Ok(None),
+            }
+            if self.decoder.is_identity() {
+                // Lines are cut from the received chunk itself, not copied.
+                if let Some(line) = self
+                    .lines
+                    .next_line_from(&mut self.pending)
+                    .map_err(|e| self.too_long(e))?
+                {
+                    return Ok(Some(line));
+                }
+            } else {
+                if let Some(line) = self.lines.next_line().map_err(|e| self.too_long(e))? {
+                    return Ok(Some(line));
+                }
+                if !self.pending.is_empty() {
+                    let n = self
+                        .decoder
+                        .decode(&self.pending, self.lines.buffer_mut())
+                        .map_err(|reason| self.download_error(reason))?;
+                    self.pending.advance(n);
+                    continue;
+                }
+            }
+            if self.state == StreamState::BodyDone {
+                self.decoder
+                    .finish(self.lines.buffer_mut())
+                    .map_err(|reason| self.download_error(reason))?;
+                self.state = StreamState::Decoded;
+                continue;
+            }
+            // The used-up chunk may still refer to the transport's read buffer (an empty slice
+            // of it): let it go first, so that the transport can reuse that buffer for the
+            // next read instead of allocating a new one.
+            self.pending = Bytes::new();
+            match self.body.next_chunk().await {
+                Ok(Some(chunk)) => {
+                    if self.received == 0 {
+                        self.decoder.sniff(&chunk);
+                    }
+                    self.received = self
+                        .received
+                        .saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
+                    self.pending = chunk;
+                }
+                Ok(None) => self.state = StreamState::BodyDone,
+                Err(source) => {
+                    return Err(FhirError::Http {
+                        request: self.request.clone(),
+                        source: Box::new(source),
+                    })
+                }
+            }
+        }
+    }
+
+    fn trace_end(&self, error: Option<&FhirError>) {
+        let elapsed = self.started.elapsed();
+        let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        match error {
+            None => tracing::info!(
+                resource_type = %self.resource_type,
+                bytes_received = self.received,
+                bytes = self.returned_bytes,
+                lines = self.returned,
+                duration_ms,
+                "Bulk Data file read"
+            ),
+            Some(e) => tracing::info!(
+                resource_type = %self.resource_type,
+                bytes_received = self.received,
+                lines = self.returned,
+                duration_ms,
+                error = trace::error_kind(e),
+                "Bulk Data file failed"
+            ),
+        }
+    }
+
+    fn too_long(&self, e: LineTooLong) -> FhirError {
+        self.ndjson_error(
+            e.line,
+            format!(
+                "the line is longer than {} bytes (max_line_bytes)",
+                self.max_line
+            ),
+        )
+    }
+
+    fn ndjson_error(&self, line: u64, reason: String) -> FhirError {
+        FhirError::Ndjson {
+            file: self.file.clone(),
+            line,
+            reason,
+        }
+    }
+
+    fn download_error(&self, reason: String) -> FhirError {
+        FhirError::Download {
+            file: self.file.clone(),
+            reason,
+        }
+    }
+}
+
+/// A Bulk Data file read one resource at a time (SC-7.21): the lines of [`NdjsonLines`], each
+/// parsed as a `T` (`serde_json::Value` by default, or the caller's FHIR model type).
+///
+/// Get one from [`BulkJob::open_file`].
+pub struct NdjsonStream<T = serde_json::Value> {
+    lines: NdjsonLines,
+    resources: u64,
+    _resource: PhantomData<fn() -> T>,
 }
 
 impl<T> fmt::Debug for NdjsonStream<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NdjsonStream")
-            .field("file", &self.file)
-            .field("state", &self.state)
-            .field("received", &self.received)
+            .field("lines", &self.lines)
             .field("resources", &self.resources)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -165,18 +411,19 @@ impl<T: DeserializeOwned> NdjsonStream<T> {
     /// gzip stream, [`FhirError::Http`] when the connection breaks. After an error the stream
     /// ends.
     pub async fn next_resource(&mut self) -> Result<Option<T>, FhirError> {
-        let Some((line, bytes)) = self.next_line().await? else {
-            return Ok(None);
+        let line = match self.lines.fast_line() {
+            Some(line) => line,
+            None => match self.lines.next_line().await? {
+                Some(line) => line,
+                None => return Ok(None),
+            },
         };
-        match serde_json::from_slice::<T>(&bytes) {
+        match serde_json::from_slice::<T>(&line) {
             Ok(resource) => {
                 self.resources += 1;
                 Ok(Some(resource))
             }
-            Err(e) => {
-                self.state = StreamState::Failed;
-                Err(self.ndjson_error(line, describe_line_error(&e)))
-            }
+            Err(e) => Err(self.lines.error_at_last_line(describe_line_error(&e))),
         }
     }
 
@@ -204,108 +451,22 @@ impl<T> NdjsonStream<T> {
 
     /// Body bytes received so far (as sent: compressed when gzipped).
     pub fn bytes_received(&self) -> u64 {
-        self.received
+        self.lines.bytes_received()
     }
 
     /// The `Content-Length` of the response, when the server gave one.
     pub fn content_length(&self) -> Option<u64> {
-        self.content_length
+        self.lines.content_length()
     }
 
     /// The file's URL path (no query), as error messages name it.
     pub fn file(&self) -> &str {
-        &self.file
+        self.lines.file()
     }
 
-    /// The next non-blank line and its number.
-    pub(crate) async fn next_line(&mut self) -> Result<Option<(u64, Bytes)>, FhirError> {
-        if self.state == StreamState::Failed {
-            return Ok(None);
-        }
-        let result = self.next_line_inner().await;
-        if result.is_err() {
-            self.state = StreamState::Failed;
-        }
-        result
-    }
-
-    async fn next_line_inner(&mut self) -> Result<Option<(u64, Bytes)>, FhirError> {
-        loop {
-            if self.state == StreamState::Decoded {
-                return self.lines.finish().map_err(|e| self.too_long(e));
-            }
-            if let Some(line) = self.lines.next_line().map_err(|e| self.too_long(e))? {
-                return Ok(Some(line));
-            }
-            if !self.pending.is_empty() && self.decoder.is_identity() {
-                // Lines are cut from the received chunk itself, not copied.
-                if let Some(line) = self
-                    .lines
-                    .next_line_from(&mut self.pending)
-                    .map_err(|e| self.too_long(e))?
-                {
-                    return Ok(Some(line));
-                }
-                continue;
-            }
-            if !self.pending.is_empty() {
-                let n = self
-                    .decoder
-                    .decode(&self.pending, self.lines.buffer_mut())
-                    .map_err(|reason| self.download_error(reason))?;
-                self.pending.advance(n);
-                continue;
-            }
-            match self.state {
-                StreamState::Reading => match self.body.next_chunk().await {
-                    Ok(Some(chunk)) => {
-                        self.received = self
-                            .received
-                            .saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
-                        self.pending = chunk;
-                    }
-                    Ok(None) => self.state = StreamState::BodyDone,
-                    Err(source) => {
-                        return Err(FhirError::Http {
-                            request: self.request.clone(),
-                            source: Box::new(source),
-                        })
-                    }
-                },
-                StreamState::BodyDone => {
-                    self.decoder
-                        .finish(self.lines.buffer_mut())
-                        .map_err(|reason| self.download_error(reason))?;
-                    self.state = StreamState::Decoded;
-                }
-                StreamState::Decoded | StreamState::Failed => return Ok(None),
-            }
-        }
-    }
-
-    fn too_long(&self, e: LineTooLong) -> FhirError {
-        self.ndjson_error(
-            e.line,
-            format!(
-                "the line is longer than {} bytes (max_line_bytes)",
-                self.max_line
-            ),
-        )
-    }
-
-    fn ndjson_error(&self, line: u64, reason: String) -> FhirError {
-        FhirError::Ndjson {
-            file: self.file.clone(),
-            line,
-            reason,
-        }
-    }
-
-    fn download_error(&self, reason: String) -> FhirError {
-        FhirError::Download {
-            file: self.file.clone(),
-            reason,
-        }
+    /// The unparsed lines underneath.
+    pub fn into_lines(self) -> NdjsonLines {
+        self.lines
     }
 }
 
@@ -410,19 +571,29 @@ impl Drop for PartFile {
 }
 
 impl BulkJob {
-    /// Opens one file of `manifest` for reading, resource by resource (SC-7.18–SC-7.21).
+    /// Opens one file of the manifest for reading, resource by resource (SC-7.18–SC-7.21),
+    /// each line parsed as a `T`: see [`open_lines`](Self::open_lines) for the request.
+    pub async fn open_file<T>(&self, file: &ManifestFile) -> Result<NdjsonStream<T>, FhirError> {
+        Ok(NdjsonStream {
+            lines: self.open_lines(file).await?,
+            resources: 0,
+            _resource: PhantomData,
+        })
+    }
+
+    /// Opens one file of the manifest for reading, line by line, without parsing
+    /// (SC-7.18–SC-7.21).
     ///
-    /// The URL is checked first (scheme and host, P15). The request sends `Accept:
-    /// application/fhir+ndjson` and `Accept-Encoding: gzip`, and carries the access token only
-    /// when the manifest says `requiresAccessToken: true` and the URL has the FHIR server's
-    /// origin (SC-7.18, P6); an expired token is renewed first, a rejected one renewed and the
-    /// request sent again once. A non-2xx answer is a [`FhirError::Status`].
-    pub async fn open_file<T>(
-        &self,
-        manifest: &Manifest,
-        file: &ManifestFile,
-        options: &DownloadOptions,
-    ) -> Result<NdjsonStream<T>, FhirError> {
+    /// `file` is one of the manifest's ([`wait`](Self::wait) first: the job must be complete).
+    /// Its URL is checked first (scheme and host, P15). The request sends `Accept:
+    /// application/fhir+ndjson` and `Accept-Encoding: gzip` (unless
+    /// [`DownloadOptions::gzip`] is off), and carries the access token only when the manifest
+    /// says `requiresAccessToken: true` and the URL has the FHIR server's origin (SC-7.18,
+    /// P6); an expired token is renewed first, a rejected one renewed and the request sent
+    /// again once. A non-2xx answer is a [`FhirError::Status`].
+    pub async fn open_lines(&self, file: &ManifestFile) -> Result<NdjsonLines, FhirError> {
+        let requires_access_token = self.completed()?.requires_access_token;
+        let options = &self.download;
         let url = file.checked_url(self.client.base().insecure_http())?;
         let mut request = self.client.request(Method::GET, &url, None)?;
         let headers = request.headers_mut();
@@ -431,7 +602,7 @@ impl BulkJob {
             headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
         }
         let line = RequestLine::new(request.method(), request.uri());
-        let auth = if manifest.requires_access_token {
+        let auth = if requires_access_token {
             AuthMode::Default
         } else {
             AuthMode::Never
@@ -445,27 +616,36 @@ impl BulkJob {
         if let Some(t) = options.timeout {
             send_options = send_options.timeout(t);
         }
+        let started = Instant::now();
         let response = self.client.send_streaming(request, &send_options).await?;
         let (parts, mut body) = response.into_parts();
-        if !parts.status.is_success() {
-            let excerpt = read_bounded(&mut body, ERROR_BODY_LIMIT).await;
-            return Err(FhirError::from_response(line, parts.status, &excerpt));
-        }
         let header = |name| {
             parts
                 .headers
                 .get(name)
                 .and_then(|v: &HeaderValue| v.to_str().ok())
         };
+        let content_length = header(CONTENT_LENGTH).and_then(|v| v.trim().parse().ok());
+        tracing::debug!(
+            origin = %trace::origin(&url),
+            resource_type = %trace::server_text(&file.resource_type),
+            status = parts.status.as_u16(),
+            content_length,
+            gzip = header(CONTENT_ENCODING).is_some_and(|v| v.to_ascii_lowercase().contains("gzip")),
+            "Bulk Data file request answered"
+        );
+        if !parts.status.is_success() {
+            let excerpt = read_bounded(&mut body, ERROR_BODY_LIMIT).await;
+            return Err(FhirError::from_response(line, parts.status, &excerpt));
+        }
         let file_name = line.path().to_owned();
         let decoder =
             BodyDecoder::new(header(CONTENT_ENCODING)).map_err(|reason| FhirError::Download {
                 file: file_name.clone(),
                 reason,
             })?;
-        let content_length = header(CONTENT_LENGTH).and_then(|v| v.trim().parse().ok());
         let max_line = options.max_line_bytes.max(1);
-        Ok(NdjsonStream {
+        Ok(NdjsonLines {
             body,
             decoder,
             lines: LineSplitter::new(max_line),
@@ -473,16 +653,20 @@ impl BulkJob {
             state: StreamState::Reading,
             request: line,
             file: file_name,
+            resource_type: trace::server_text(&file.resource_type),
             max_line,
             received: 0,
             content_length,
-            resources: 0,
-            _resource: PhantomData,
+            returned: 0,
+            returned_bytes: 0,
+            last_line: 0,
+            started,
         })
     }
 
-    /// Downloads every file of `manifest` into `dir` (created if missing): `output[]` files
-    /// as `Type.N.ndjson`, `error[]` files as `error.Type.N.ndjson` and `deleted[]` files as
+    /// Downloads every file of the manifest into `dir` (created if missing), waiting for the
+    /// export first when it has not completed yet: `output[]` files as `Type.N.ndjson`,
+    /// `error[]` files as `error.Type.N.ndjson` and `deleted[]` files as
     /// `deleted.Type.N.ndjson` (N counting from 1 per type), [`DownloadOptions::concurrency`]
     /// at a time.
     ///
@@ -490,35 +674,71 @@ impl BulkJob {
     /// or cancelled download leaves no final file (and no `.part` file). Every line is checked
     /// to be one JSON object and written with a `\n` (blank lines dropped, `\r\n` made `\n`).
     /// Before anything is fetched, every type must be a type name (file names are built from
-    /// it) and every URL must pass the endpoint checks (P15). `progress` is called as each file
-    /// starts, as it advances and when it is done. The first failure stops the download and is
-    /// returned; files completed before it stay.
+    /// it) and every URL must pass the endpoint checks (P15). The first failure stops the
+    /// download and is returned; files completed before it stay.
     pub async fn download_to_dir(
         &self,
-        manifest: &Manifest,
-        dir: &Path,
-        options: &DownloadOptions,
+        dir: impl AsRef<Path>,
+    ) -> Result<DownloadSummary, FhirError> {
+        self.download_to_dir_with_progress(dir, |_| {}).await
+    }
+
+    /// As [`download_to_dir`](Self::download_to_dir), calling `progress` as each file starts,
+    /// as it advances and when it is done.
+    pub async fn download_to_dir_with_progress(
+        &self,
+        dir: impl AsRef<Path>,
         progress: impl Fn(&FileProgress<'_>) + Send + Sync,
     ) -> Result<DownloadSummary, FhirError> {
-        let plan = self.plan(manifest, options)?;
+        let dir = dir.as_ref();
+        let manifest = self.wait().await?;
+        let plan = self.plan(manifest, &self.download)?;
+        let span = tracing::info_span!("bulk_download", files = plan.len());
+        self.download_plan(&plan, dir, &progress)
+            .instrument(span)
+            .await
+    }
+
+    async fn download_plan(
+        &self,
+        plan: &[Planned<'_>],
+        dir: &Path,
+        progress: &(dyn Fn(&FileProgress<'_>) + Send + Sync),
+    ) -> Result<DownloadSummary, FhirError> {
+        let options = &self.download;
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(|source| FhirError::Io {
                 path: dir.display().to_string(),
                 source,
             })?;
-        let progress = &progress;
         let mut running = stream::iter(plan.iter())
-            .map(|item| self.download_one(manifest, item, dir, options, progress))
+            .map(|item| {
+                let span = tracing::info_span!(
+                    "bulk_file",
+                    index = item.index,
+                    kind = ?item.kind,
+                    resource_type = %item.file.resource_type,
+                );
+                self.download_one(item, dir, progress).instrument(span)
+            })
             .buffer_unordered(options.concurrency.max(1));
         let mut files = Vec::with_capacity(plan.len());
         while let Some(result) = running.next().await {
             files.push(result?);
         }
         files.sort_by_key(|(index, _)| *index);
-        Ok(DownloadSummary {
+        let summary = DownloadSummary {
             files: files.into_iter().map(|(_, f)| f).collect(),
-        })
+        };
+        tracing::info!(
+            files = summary.files.len(),
+            resources = summary.resources(FileKind::Output),
+            bytes = summary.bytes(),
+            bytes_received = summary.bytes_received(),
+            "Bulk Data files written"
+        );
+        Ok(summary)
     }
 
     fn plan<'m>(
@@ -570,10 +790,8 @@ impl BulkJob {
 
     async fn download_one(
         &self,
-        manifest: &Manifest,
         item: &Planned<'_>,
         dir: &Path,
-        options: &DownloadOptions,
         progress: &(dyn Fn(&FileProgress<'_>) + Send + Sync),
     ) -> Result<(usize, DownloadedFile), FhirError> {
         let final_path = dir.join(&item.name);
@@ -585,22 +803,20 @@ impl BulkJob {
             let path = path.display().to_string();
             move |source| FhirError::Io { path, source }
         };
-        let mut stream = self
-            .open_file::<IgnoredAny>(manifest, item.file, options)
-            .await?;
-        let report = |stream: &NdjsonStream<IgnoredAny>, resources: u64, done: bool| {
+        let mut lines = self.open_lines(item.file).await?;
+        let report = |lines: &NdjsonLines, resources: u64, done: bool| {
             progress(&FileProgress {
                 index: item.index,
                 kind: item.kind,
                 resource_type: &item.file.resource_type,
                 file_name: &item.name,
-                bytes_received: stream.bytes_received(),
-                content_length: stream.content_length(),
+                bytes_received: lines.bytes_received(),
+                content_length: lines.content_length(),
                 resources,
                 done,
             });
         };
-        report(&stream, 0, false);
+        report(&lines, 0, false);
         // Created synchronously (a short call): an asynchronous create still running when this
         // future is dropped could leave a `.part` file behind after the guard removed it.
         let file = std::fs::File::create(&part.path).map_err(io_error(&part.path))?;
@@ -609,24 +825,24 @@ impl BulkJob {
         let mut resources: u64 = 0;
         let mut bytes: u64 = 0;
         let mut reported_at: u64 = 0;
-        while let Some((line, data)) = stream.next_line().await? {
+        while let Some(data) = lines.next_line().await? {
             let is_object = data
                 .iter()
                 .find(|b| !b.is_ascii_whitespace())
                 .is_some_and(|&b| b == b'{');
             if let Err(e) = serde_json::from_slice::<IgnoredAny>(&data) {
-                return Err(stream.ndjson_error(line, describe_line_error(&e)));
+                return Err(lines.error_at_last_line(describe_line_error(&e)));
             }
             if !is_object {
-                return Err(stream.ndjson_error(line, "the line is not a JSON object".into()));
+                return Err(lines.error_at_last_line("the line is not a JSON object".into()));
             }
             out.write_all(&data).await.map_err(io_error(&part.path))?;
             out.write_all(b"\n").await.map_err(io_error(&part.path))?;
             resources += 1;
             bytes = bytes.saturating_add(u64::try_from(data.len()).unwrap_or(u64::MAX) + 1);
-            if stream.bytes_received().saturating_sub(reported_at) >= 256 * 1024 {
-                reported_at = stream.bytes_received();
-                report(&stream, resources, false);
+            if lines.bytes_received().saturating_sub(reported_at) >= 256 * 1024 {
+                reported_at = lines.bytes_received();
+                report(&lines, resources, false);
             }
         }
         out.flush().await.map_err(io_error(&part.path))?;
@@ -637,7 +853,7 @@ impl BulkJob {
             .await
             .map_err(io_error(&final_path))?;
         part.keep = true;
-        report(&stream, resources, true);
+        report(&lines, resources, true);
         Ok((
             item.index,
             DownloadedFile {
@@ -646,7 +862,7 @@ impl BulkJob {
                 path: final_path,
                 resources,
                 bytes,
-                bytes_received: stream.bytes_received(),
+                bytes_received: lines.bytes_received(),
                 declared_count: item.file.count,
             },
         ))

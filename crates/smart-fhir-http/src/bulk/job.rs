@@ -1,12 +1,17 @@
-//! A kicked-off export: status polling, the manifest, cancellation (SC-7.11–SC-7.16, SC-7.23).
+//! A kicked-off export: status polling, the manifest it keeps, cancellation (SC-7.11–SC-7.16, SC-7.23).
 
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::header::{HeaderValue, ACCEPT, EXPIRES};
 use http::{Method, StatusCode};
+use tracing::Instrument;
 use url::Url;
 
+use super::download::DownloadOptions;
 use super::manifest::{check_url, Manifest};
+use super::trace;
 use crate::client::{retry_after, RequestLine};
 use crate::{FhirClient, FhirError, RequestOptions, RetryPolicy};
 use smart_fhir_core::text::describe_json_error;
@@ -115,7 +120,7 @@ pub struct InProgress {
     pub manifest: Option<Box<Manifest>>,
 }
 
-/// What [`BulkJob::wait`] reports before each wait.
+/// What [`BulkJob::wait_with_progress`] reports before each wait.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Progress {
@@ -143,17 +148,38 @@ pub enum PollEvent {
     Retrying,
 }
 
-/// A running Bulk Data export, known by its status URL.
+/// A Bulk Data export on the server, known by its status URL; once complete, it keeps the
+/// manifest.
 ///
-/// Get one from [`FhirClient::bulk_export`] (a new export) or [`FhirClient::bulk_job`] (one
-/// kicked off earlier). Status and file requests carry the client's access token when they go
-/// to the FHIR server's origin (SC-7.1); the token is renewed on the way as it expires.
-#[derive(Debug, Clone)]
+/// Get one from [`BulkExport::start`](super::BulkExport::start) (a new export) or
+/// [`FhirClient::bulk_job`] (one kicked off earlier). [`wait`](Self::wait) polls until the
+/// export is complete and keeps the [`Manifest`] ([`manifest`](Self::manifest)); the file
+/// methods ([`download_to_dir`](Self::download_to_dir), [`open_file`](Self::open_file),
+/// [`open_lines`](Self::open_lines)) read it from there. Status and file requests carry the
+/// client's access token when they go to the FHIR server's origin (SC-7.1); the token is
+/// renewed on the way as it expires.
+///
+/// Clones are handles of the same job: the manifest one learns is seen by all.
+#[derive(Clone)]
 pub struct BulkJob {
     pub(crate) client: FhirClient,
     status_url: Url,
     status_line: RequestLine,
     poll: PollOptions,
+    pub(crate) download: DownloadOptions,
+    manifest: Arc<OnceLock<Manifest>>,
+}
+
+impl fmt::Debug for BulkJob {
+    // The status URL's query may be a capability: only the path is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BulkJob")
+            .field("status", &self.status_line)
+            .field("complete", &self.manifest.get().is_some())
+            .field("poll", &self.poll)
+            .field("download", &self.download)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BulkJob {
@@ -164,13 +190,22 @@ impl BulkJob {
             status_line: RequestLine::new(&Method::GET, &uri),
             status_url,
             poll: PollOptions::default(),
+            download: DownloadOptions::default(),
+            manifest: Arc::new(OnceLock::new()),
         }
     }
 
-    /// Sets how the status is polled.
+    /// Sets how the status is polled (default [`PollOptions::default`]).
     #[must_use]
     pub fn with_poll_options(mut self, options: PollOptions) -> Self {
         self.poll = options;
+        self
+    }
+
+    /// Sets how files are downloaded (default [`DownloadOptions::default`]).
+    #[must_use]
+    pub fn with_download_options(mut self, options: DownloadOptions) -> Self {
+        self.download = options;
         self
     }
 
@@ -184,43 +219,83 @@ impl BulkJob {
         &self.client
     }
 
+    /// The manifest, once a [`wait`](Self::wait) or [`poll`](Self::poll) saw the export
+    /// complete; `None` before.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.get()
+    }
+
+    /// The manifest, or an error saying the export has not completed yet.
+    pub(crate) fn completed(&self) -> Result<&Manifest, FhirError> {
+        self.manifest.get().ok_or_else(|| FhirError::Bulk {
+            request: self.status_line.clone(),
+            reason: "the export has not completed yet: wait() for it first".into(),
+        })
+    }
+
     /// The status request, as error messages name it.
     pub(crate) fn status_line(&self) -> &RequestLine {
         &self.status_line
     }
 
-    /// One status request (SC-7.12–SC-7.15).
+    /// One status request (SC-7.12–SC-7.15). A complete manifest is also kept by the job.
     ///
     /// Errors: a `4xx`/`5xx` is a [`FhirError::Status`] (with the `OperationOutcome`, if any;
     /// [`FhirError::is_transient`] tells whether polling again may help); a `200` whose body
     /// is not a manifest is a [`FhirError::Manifest`].
     pub async fn poll(&self) -> Result<PollStatus, FhirError> {
+        let status = self.poll_once().await?;
+        if let PollStatus::Complete(m) = &status {
+            self.manifest.get_or_init(|| (**m).clone());
+        }
+        Ok(status)
+    }
+
+    async fn poll_once(&self) -> Result<PollStatus, FhirError> {
         let mut request = self.client.request(Method::GET, &self.status_url, None)?;
         request
             .headers_mut()
             .insert(ACCEPT, HeaderValue::from_static("application/json"));
         let line = RequestLine::new(request.method(), request.uri());
         let options = RequestOptions::default().retry(RetryPolicy::none());
-        let response = self.client.send(request, &options).await?;
+        let response = match self.client.send(request, &options).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(
+                    transient = e.is_transient(),
+                    "Bulk Data status request failed in transit"
+                );
+                return Err(e);
+            }
+        };
         let status = response.status();
         let headers = response.headers();
+        let retry_after = retry_after(headers, self.client.clock_now());
         match status {
             StatusCode::ACCEPTED => {
-                let progress = headers
-                    .get("x-progress")
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| printable(v, 200))
-                    .filter(|v| !v.is_empty());
+                let raw = headers.get("x-progress").and_then(|v| v.to_str().ok());
+                tracing::debug!(
+                    status = status.as_u16(),
+                    progress = raw.map(trace::server_text),
+                    retry_after_s = retry_after.map(|d| d.as_secs()),
+                    "Bulk Data status: in progress"
+                );
+                let progress = raw.map(|v| printable(v, 200)).filter(|v| !v.is_empty());
                 let manifest = partial_manifest(response.body());
                 Ok(PollStatus::InProgress(InProgress {
                     progress,
-                    retry_after: retry_after(headers, self.client.clock_now()),
+                    retry_after,
                     manifest,
                 }))
             }
-            StatusCode::TOO_MANY_REQUESTS => Ok(PollStatus::SlowDown {
-                retry_after: retry_after(headers, self.client.clock_now()),
-            }),
+            StatusCode::TOO_MANY_REQUESTS => {
+                tracing::debug!(
+                    status = status.as_u16(),
+                    retry_after_s = retry_after.map(|d| d.as_secs()),
+                    "Bulk Data status: slow down"
+                );
+                Ok(PollStatus::SlowDown { retry_after })
+            }
             StatusCode::OK => {
                 let mut manifest: Manifest =
                     serde_json::from_slice(response.body()).map_err(|e| FhirError::Manifest {
@@ -231,23 +306,66 @@ impl BulkJob {
                     .get(EXPIRES)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| httpdate::parse_http_date(v.trim()).ok());
+                tracing::info!(
+                    status = status.as_u16(),
+                    output_files = manifest.output.len(),
+                    error_files = manifest.error.len(),
+                    deleted_files = manifest.deleted.len(),
+                    declared_resources = manifest.declared_output_count(),
+                    requires_access_token = manifest.requires_access_token,
+                    more_manifests = manifest.next_link().is_some(),
+                    "Bulk Data export complete: manifest"
+                );
                 Ok(PollStatus::Complete(Box::new(manifest)))
             }
-            s if s.is_success() => Err(FhirError::Bulk {
-                request: line,
-                reason: format!("unexpected status {s} from the status URL"),
-            }),
-            s => Err(FhirError::from_response(line, s, response.body())),
+            s if s.is_success() => {
+                tracing::debug!(status = s.as_u16(), "Bulk Data status: unexpected");
+                Err(FhirError::Bulk {
+                    request: line,
+                    reason: format!("unexpected status {s} from the status URL"),
+                })
+            }
+            s => {
+                tracing::debug!(
+                    status = s.as_u16(),
+                    retry_after_s = retry_after.map(|d| d.as_secs()),
+                    "Bulk Data status: error"
+                );
+                Err(FhirError::from_response(line, s, response.body()))
+            }
         }
     }
 
-    /// Polls until the export completes and returns the manifest (SC-7.11–SC-7.15).
+    /// Polls until the export completes and returns the manifest, which the job keeps
+    /// (SC-7.11–SC-7.15); at once when it is already known.
     ///
-    /// `on_progress` is called before every wait, with the server's `X-Progress` (SC-7.12).
     /// Waits follow [`PollOptions`]; they are `tokio::time::sleep`s, so a test can run them
     /// on paused time. A manifest with a non-empty `error[]` is returned as it is: check
-    /// [`Manifest::is_partial`] (SC-7.16).
-    pub async fn wait(
+    /// [`Manifest::is_partial`] (SC-7.16). Each status answer is traced (status,
+    /// `X-Progress`, `Retry-After`); to show progress yourself use
+    /// [`wait_with_progress`](Self::wait_with_progress).
+    pub async fn wait(&self) -> Result<&Manifest, FhirError> {
+        self.wait_with_progress(|_| {}).await
+    }
+
+    /// As [`wait`](Self::wait), calling `on_progress` before every wait with the server's
+    /// `X-Progress` (SC-7.12).
+    pub async fn wait_with_progress(
+        &self,
+        on_progress: impl FnMut(&Progress),
+    ) -> Result<&Manifest, FhirError> {
+        if let Some(m) = self.manifest.get() {
+            return Ok(m);
+        }
+        let span = tracing::info_span!("bulk_wait", origin = %trace::origin(&self.status_url));
+        let manifest = self
+            .poll_until_complete(on_progress)
+            .instrument(span)
+            .await?;
+        Ok(self.manifest.get_or_init(|| manifest))
+    }
+
+    async fn poll_until_complete(
         &self,
         mut on_progress: impl FnMut(&Progress),
     ) -> Result<Manifest, FhirError> {
@@ -258,7 +376,7 @@ impl BulkJob {
         let mut errors: u32 = 0;
         loop {
             polls = polls.saturating_add(1);
-            let (event, progress, asked, error) = match self.poll().await {
+            let (event, progress, asked, error) = match self.poll_once().await {
                 Ok(PollStatus::Complete(m)) => return Ok(*m),
                 Ok(PollStatus::InProgress(p)) => {
                     errors = 0;
@@ -286,6 +404,7 @@ impl BulkJob {
             .max(opts.min_interval);
             if let Some(limit) = opts.timeout {
                 if started.elapsed().saturating_add(wait) > limit {
+                    tracing::debug!(polls, limit_s = limit.as_secs(), "Bulk Data wait timed out");
                     return Err(FhirError::Bulk {
                         request: self.status_line.clone(),
                         reason: format!("the export did not complete within {limit:?}"),
@@ -314,16 +433,23 @@ impl BulkJob {
             .client
             .send(request, &RequestOptions::default())
             .await?;
-        match response.status() {
+        let status = response.status();
+        tracing::debug!(
+            origin = %trace::origin(&self.status_url),
+            status = status.as_u16(),
+            "Bulk Data export cancelled or released"
+        );
+        match status {
             StatusCode::ACCEPTED | StatusCode::OK | StatusCode::NO_CONTENT => Ok(()),
             s => Err(FhirError::from_response(line, s, response.body())),
         }
     }
 
-    /// The next manifest when the server split them (v3 `allowPartialManifests`, a `next`
-    /// link, SC-7.24), polled like the first; `None` after the last one. The link is checked
-    /// like any endpoint (P15).
-    pub async fn next_manifest(&self, manifest: &Manifest) -> Result<Option<Manifest>, FhirError> {
+    /// The job of the next manifest when the server split them (v3 `allowPartialManifests`, a
+    /// `next` link, SC-7.24), waited for like the first; `None` after the last one. Waits for
+    /// this job first if needed. The link is checked like any endpoint (P15).
+    pub async fn next_manifest(&self) -> Result<Option<BulkJob>, FhirError> {
+        let manifest = self.wait().await?;
         let Some(link) = manifest.next_link() else {
             return Ok(None);
         };
@@ -332,8 +458,11 @@ impl BulkJob {
             "Bulk Data manifest link",
             self.client.base().insecure_http(),
         )?;
-        let next = BulkJob::new(self.client.clone(), url).with_poll_options(self.poll.clone());
-        next.wait(|_| {}).await.map(Some)
+        let next = BulkJob::new(self.client.clone(), url)
+            .with_poll_options(self.poll.clone())
+            .with_download_options(self.download.clone());
+        next.wait().await?;
+        Ok(Some(next))
     }
 }
 

@@ -8,8 +8,12 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use url::form_urlencoded::byte_serialize;
 
-use super::job::BulkJob;
+use tracing::Instrument;
+
+use super::download::DownloadOptions;
+use super::job::{BulkJob, PollOptions};
 use super::manifest::{check_url, is_type_name};
+use super::trace;
 use crate::client::{retry_after, RequestLine};
 use crate::{FhirClient, FhirError, RequestOptions, RetryPolicy};
 
@@ -35,23 +39,32 @@ pub enum KickoffMethod {
     Post,
 }
 
-/// A Bulk Data export request: the level and the parameters of the kick-off (SC-7.3–SC-7.8,
-/// SC-7.24).
+/// A Bulk Data export to kick off: the level, the parameters, and how the job then polls and
+/// downloads (SC-7.3–SC-7.8, SC-7.24).
 ///
-/// ```
-/// use smart_fhir_http::bulk::BulkExport;
+/// Get one from [`FhirClient::bulk_export`]: a system-level export of everything, with the
+/// defaults of [`PollOptions`] and [`DownloadOptions`]; call a method only for what differs,
+/// then [`start`](Self::start) it.
 ///
-/// let export = BulkExport::group("diabetes-cohort")
-///     .resource_types(["Patient", "Observation"])
+/// ```no_run
+/// # async fn run(fhir: smart_fhir_http::FhirClient) -> Result<(), smart_fhir_http::FhirError> {
+/// let job = fhir
+///     .bulk_export()
+///     .group("diabetes-cohort")
+///     .types(["Patient", "Observation"])
 ///     .since("2024-01-01T00:00:00Z")
-///     .type_filter("Observation?category=laboratory");
-/// # let _ = export;
+///     .type_filter("Observation?category=laboratory")
+///     .start()
+///     .await?;
+/// # let _ = job; Ok(()) }
 /// ```
 ///
-/// Kick it off with [`FhirClient::bulk_export`]; the parameters are checked then.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The parameters are checked when the export starts (or when [`to_request`](Self::to_request)
+/// builds the request).
+#[derive(Debug, Clone)]
 #[must_use]
 pub struct BulkExport {
+    client: FhirClient,
     level: ExportLevel,
     types: Vec<String>,
     since: Option<String>,
@@ -67,13 +80,15 @@ pub struct BulkExport {
     method: Option<KickoffMethod>,
     max_retries: u32,
     max_retry_after: Duration,
+    poll: PollOptions,
+    download: DownloadOptions,
 }
 
 impl BulkExport {
-    /// An export at `level` with no parameters.
-    pub fn new(level: ExportLevel) -> Self {
+    fn new(client: FhirClient) -> Self {
         Self {
-            level,
+            client,
+            level: ExportLevel::System,
             types: Vec::new(),
             since: None,
             until: None,
@@ -88,37 +103,30 @@ impl BulkExport {
             method: None,
             max_retries: 5,
             max_retry_after: Duration::from_secs(300),
+            poll: PollOptions::default(),
+            download: DownloadOptions::default(),
         }
     }
 
-    /// `[base]/$export`.
-    pub fn system() -> Self {
-        Self::new(ExportLevel::System)
-    }
-
-    /// `[base]/Patient/$export`.
-    pub fn patient() -> Self {
-        Self::new(ExportLevel::Patient)
-    }
-
-    /// `[base]/Group/[id]/$export`.
-    pub fn group(id: impl Into<String>) -> Self {
-        Self::new(ExportLevel::Group(id.into()))
-    }
-
-    /// The level.
-    pub fn level(&self) -> &ExportLevel {
-        &self.level
-    }
-
-    /// Adds a resource type to `_type`.
-    pub fn resource_type(mut self, resource_type: impl Into<String>) -> Self {
-        self.types.push(resource_type.into());
+    /// Sets the level (default [`ExportLevel::System`], `[base]/$export`).
+    pub fn level(mut self, level: ExportLevel) -> Self {
+        self.level = level;
         self
     }
 
-    /// Adds resource types to `_type`.
-    pub fn resource_types<I, S>(mut self, types: I) -> Self
+    /// `[base]/Group/[id]/$export`: the data of the patients in one group.
+    pub fn group(self, id: impl Into<String>) -> Self {
+        self.level(ExportLevel::Group(id.into()))
+    }
+
+    /// `[base]/Patient/$export`: the data of all patients (or of those given with
+    /// [`patient_reference`](Self::patient_reference)).
+    pub fn patient_level(self) -> Self {
+        self.level(ExportLevel::Patient)
+    }
+
+    /// Adds resource types to `_type` (default: every type the server exports).
+    pub fn types<I, S>(mut self, types: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -217,6 +225,18 @@ impl BulkExport {
         self
     }
 
+    /// How the job polls its status (default [`PollOptions::default`]).
+    pub fn poll_options(mut self, options: PollOptions) -> Self {
+        self.poll = options;
+        self
+    }
+
+    /// How the job downloads its files (default [`DownloadOptions::default`]).
+    pub fn download_options(mut self, options: DownloadOptions) -> Self {
+        self.download = options;
+        self
+    }
+
     /// The method the kick-off will use.
     pub fn effective_method(&self) -> KickoffMethod {
         self.method.unwrap_or(if self.patients.is_empty() {
@@ -226,14 +246,25 @@ impl BulkExport {
         })
     }
 
-    /// The kick-off request for `client`'s server, without the token (that is added when it is
-    /// sent): `GET` with a query, or `POST` with a `Parameters` body; `Accept:
-    /// application/fhir+json` and `Prefer: respond-async` (SC-7.5).
+    /// The URL path of the kick-off relative to the base, with the group id left out: what
+    /// traces name.
+    fn path_template(&self) -> &'static str {
+        match self.level {
+            ExportLevel::System => "$export",
+            ExportLevel::Patient => "Patient/$export",
+            ExportLevel::Group(_) => "Group/{id}/$export",
+        }
+    }
+
+    /// The kick-off request, without the token (that is added when it is sent): `GET` with a
+    /// query, or `POST` with a `Parameters` body; `Accept: application/fhir+json` and `Prefer:
+    /// respond-async` (SC-7.5).
     ///
     /// Fails with [`FhirError::InvalidRequest`] when a parameter is malformed: a type that is
     /// not a type name, an instant that is not a FHIR instant, a group id that is not a FHIR
     /// id, `patient` with `GET` or at system level.
-    pub fn to_request(&self, client: &FhirClient) -> Result<http::Request<Bytes>, FhirError> {
+    pub fn to_request(&self) -> Result<http::Request<Bytes>, FhirError> {
+        let client = &self.client;
         self.validate()?;
         let path = match &self.level {
             ExportLevel::System => "$export".to_owned(),
@@ -427,16 +458,30 @@ impl BulkExport {
     }
 }
 
-impl FhirClient {
-    /// Kicks off a Bulk Data export (SC-7.3–SC-7.10) and returns the job to poll.
+impl BulkExport {
+    /// Kicks off the export (SC-7.3–SC-7.10) and returns the job to wait for.
     ///
     /// Success is `202 Accepted` with a `Content-Location` naming the status URL, which is
     /// checked like any endpoint (P15; a relative one is resolved against the kick-off URL).
     /// A `429` (or `503` with `Retry-After`) is waited out and the kick-off sent again, at
-    /// most [`BulkExport::max_retries`] times (SC-7.10); any other error status is a
+    /// most [`max_retries`](Self::max_retries) times (SC-7.10); any other error status is a
     /// [`FhirError::Status`] carrying the server's `OperationOutcome` (SC-7.9).
-    pub async fn bulk_export(&self, export: &BulkExport) -> Result<BulkJob, FhirError> {
-        let request = export.to_request(self)?;
+    ///
+    /// Traced as a `bulk_kickoff` span (origin, path template, method) with an event for each
+    /// answer (status); never the query, the body or the token.
+    pub async fn start(&self) -> Result<BulkJob, FhirError> {
+        let span = tracing::info_span!(
+            "bulk_kickoff",
+            origin = %trace::origin(self.client.base().url()),
+            path = self.path_template(),
+            method = ?self.effective_method(),
+        );
+        self.kick_off().instrument(span).await
+    }
+
+    async fn kick_off(&self) -> Result<BulkJob, FhirError> {
+        let client = &self.client;
+        let request = self.to_request()?;
         let line = RequestLine::new(request.method(), request.uri());
         let is_get = request.method() == Method::GET;
         // Retries are decided here: a throttled kick-off was not processed and may be sent
@@ -444,24 +489,43 @@ impl FhirClient {
         let options = RequestOptions::default().retry(RetryPolicy::none());
         let mut attempt: u32 = 0;
         loop {
-            let result = self.send(request.clone(), &options).await;
+            let result = client.send(request.clone(), &options).await;
             let response = match result {
                 Ok(r) => r,
                 // `send` returns statuses as responses: an error here is the transport's.
-                Err(e) if e.is_transient() && is_get && attempt < export.max_retries => {
-                    tokio::time::sleep(backoff(attempt)).await;
+                Err(e) if e.is_transient() && is_get && attempt < self.max_retries => {
+                    let wait = backoff(attempt);
+                    tracing::debug!(
+                        attempt,
+                        wait_s = wait.as_secs(),
+                        "Bulk Data kick-off failed in transit; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
                     attempt += 1;
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(attempt, "Bulk Data kick-off failed in transit");
+                    return Err(e);
+                }
             };
             let status = response.status();
+            tracing::debug!(
+                status = status.as_u16(),
+                attempt,
+                "Bulk Data kick-off answered"
+            );
             match status {
                 StatusCode::ACCEPTED => {
-                    return self.job_from_kickoff(&line, &request, response.headers());
+                    let job = client
+                        .job_from_kickoff(&line, &request, response.headers())?
+                        .with_poll_options(self.poll.clone())
+                        .with_download_options(self.download.clone());
+                    tracing::info!(status = status.as_u16(), "Bulk Data export started");
+                    return Ok(job);
                 }
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-                    let after = retry_after(response.headers(), self.clock_now());
+                    let after = retry_after(response.headers(), client.clock_now());
                     let throttled = status == StatusCode::TOO_MANY_REQUESTS;
                     let wait = match after {
                         Some(w) => Some(w),
@@ -469,8 +533,14 @@ impl FhirClient {
                         None => None,
                     };
                     if let Some(wait) = wait {
-                        if attempt < export.max_retries && wait <= export.max_retry_after {
+                        if attempt < self.max_retries && wait <= self.max_retry_after {
                             drop(response);
+                            tracing::debug!(
+                                status = status.as_u16(),
+                                retry_after_s = after.map(|a| a.as_secs()),
+                                wait_s = wait.as_secs(),
+                                "Bulk Data kick-off throttled; waiting"
+                            );
                             tokio::time::sleep(wait).await;
                             attempt += 1;
                             continue;
@@ -490,6 +560,22 @@ impl FhirClient {
                 _ => return Err(FhirError::from_response(line, status, response.body())),
             }
         }
+    }
+}
+
+impl FhirClient {
+    /// A Bulk Data export of this server (SC-7.3–SC-7.10): system level, every type, default
+    /// polling and downloads, until a method of [`BulkExport`] says otherwise.
+    ///
+    /// ```no_run
+    /// # async fn run(fhir: smart_fhir_http::FhirClient) -> Result<(), smart_fhir_http::FhirError> {
+    /// let job = fhir.bulk_export().types(["Patient"]).start().await?;
+    /// job.wait().await?;
+    /// job.download_to_dir("export").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn bulk_export(&self) -> BulkExport {
+        BulkExport::new(self.clone())
     }
 
     /// A job for an export kicked off earlier, from its status URL (e.g. saved across a

@@ -79,7 +79,7 @@ impl BodyDecoder {
                 self.sniffed
                     .extend_from_slice(input.get(..take).unwrap_or_default());
                 if self.sniffed.len() >= 2 {
-                    self.decide();
+                    self.state = Self::sniffed_state(&self.sniffed);
                     let head = std::mem::take(&mut self.sniffed);
                     self.feed_head(&head, out)?;
                 }
@@ -137,12 +137,22 @@ impl BodyDecoder {
         matches!(self.state, DecoderState::Identity)
     }
 
-    fn decide(&mut self) {
-        self.state = if self.sniffed.starts_with(&[0x1f, 0x8b]) {
+    /// Decides, without consuming anything, whether a body without `Content-Encoding` is
+    /// gzipped, when `head` is its start and holds two bytes or more; otherwise the first
+    /// [`decode`](Self::decode) calls sniff. Deciding here lets an identity body's first line
+    /// be cut from its chunk like the others instead of being copied.
+    pub(crate) fn sniff(&mut self, head: &[u8]) {
+        if matches!(self.state, DecoderState::Sniff) && self.sniffed.is_empty() && head.len() >= 2 {
+            self.state = Self::sniffed_state(head);
+        }
+    }
+
+    fn sniffed_state(head: &[u8]) -> DecoderState {
+        if head.starts_with(&[0x1f, 0x8b]) {
             DecoderState::Gzip(Box::new(MultiGzDecoder::new(Vec::new())))
         } else {
             DecoderState::Identity
-        };
+        }
     }
 
     fn feed_head(&mut self, head: &[u8], out: &mut BytesMut) -> Result<(), String> {
@@ -237,6 +247,32 @@ impl LineSplitter {
         }
     }
 
+    /// The fast path of [`Self::next_line_from`], for the common line: nothing buffered, the
+    /// line complete inside `chunk`, not blank, not over the bound, and not the first line (which
+    /// may start with a byte order mark). Cuts it from `chunk` and returns it with its number;
+    /// returns `None`, consuming nothing, for any other case, which
+    /// [`Self::next_line_from`] then handles.
+    #[inline]
+    pub(crate) fn cut_line(&mut self, chunk: &mut Bytes) -> Option<(u64, Bytes)> {
+        if !self.buf.is_empty() || self.line == 0 {
+            return None;
+        }
+        let end = memchr::memchr(b'\n', chunk)?;
+        let len = if end > 0 && chunk.get(end - 1) == Some(&b'\r') {
+            end - 1
+        } else {
+            end
+        };
+        // A line starting with white space may be blank: the general path decides.
+        if len == 0 || len > self.max_line || chunk.first()?.is_ascii_whitespace() {
+            return None;
+        }
+        let mut line = chunk.split_to(end + 1);
+        line.truncate(len);
+        self.line += 1;
+        Some((self.line, line))
+    }
+
     /// The next complete, non-blank line of identity-encoded input: the buffered lines first,
     /// then lines cut from `chunk` itself without copying them; only a line that `chunk` does
     /// not complete is copied into the buffer (bounded as by [`Self::next_line`]). `None` once
@@ -246,8 +282,12 @@ impl LineSplitter {
         chunk: &mut Bytes,
     ) -> Result<Option<(u64, Bytes)>, LineTooLong> {
         loop {
-            if let Some(line) = self.next_line()? {
-                return Ok(Some(line));
+            // Once per line: skip the buffered path (a search of an empty buffer) when it is
+            // empty, as it is between lines that lie inside one chunk.
+            if !self.buf.is_empty() {
+                if let Some(line) = self.next_line()? {
+                    return Ok(Some(line));
+                }
             }
             if chunk.is_empty() {
                 return Ok(None);
@@ -288,6 +328,7 @@ impl LineSplitter {
         self.finish_line(line.freeze())
     }
 
+    #[inline]
     fn finish_line(&self, mut line: Bytes) -> Result<Option<(u64, Bytes)>, LineTooLong> {
         if line.last() == Some(&b'\r') {
             line.truncate(line.len() - 1);
@@ -407,6 +448,47 @@ mod tests {
         }
     }
 
+    /// The fast path gives the lines and numbers of the general one, and leaves to it every
+    /// line it does not handle (the first, blank ones, CRLF cut by a chunk, over-long ones).
+    #[test]
+    fn sc_7_21_fast_path_matches_the_general_path() {
+        let input =
+            b"\xEF\xBB\xBF{\"a\":1}\r\n\r\n  \n{\"b\":22}\n\n{\"c\":333}\r\n {\"d\":4}\n{\"e\":5}";
+        for step in 1..=input.len() {
+            let mut general = LineSplitter::new(100);
+            let mut fast = LineSplitter::new(100);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for piece in input.chunks(step) {
+                let mut chunk = Bytes::copy_from_slice(piece);
+                while let Some((n, l)) = general.next_line_from(&mut chunk).unwrap() {
+                    a.push((n, l.to_vec()));
+                }
+                let mut chunk = Bytes::copy_from_slice(piece);
+                loop {
+                    if let Some((n, l)) = fast.cut_line(&mut chunk) {
+                        b.push((n, l.to_vec()));
+                        continue;
+                    }
+                    match fast.next_line_from(&mut chunk).unwrap() {
+                        Some((n, l)) => b.push((n, l.to_vec())),
+                        None => break,
+                    }
+                }
+            }
+            a.extend(general.finish().unwrap().map(|(n, l)| (n, l.to_vec())));
+            b.extend(fast.finish().unwrap().map(|(n, l)| (n, l.to_vec())));
+            assert_eq!(a, b, "step {step}");
+            assert_eq!(b.len(), 5, "step {step}");
+            assert_eq!(b[3], (7, b" {\"d\":4}".to_vec()), "step {step}");
+        }
+        let mut s = LineSplitter::new(4);
+        s.line = 1;
+        let mut chunk = Bytes::from_static(b"{\"a\":1}\n");
+        assert_eq!(s.cut_line(&mut chunk), None, "over the bound: not cut");
+        assert_eq!(chunk.len(), 8, "nothing consumed");
+        assert_eq!(s.next_line_from(&mut chunk), Err(LineTooLong { line: 2 }));
+    }
+
     /// P15: a line over the bound fails on the direct path too, whether it sits inside one
     /// chunk, spans chunks, or never ends.
     #[test]
@@ -510,6 +592,25 @@ mod tests {
         assert_eq!(decode_all(&mut d, b"{", 1).unwrap(), b"{");
         let mut d = BodyDecoder::new(Some("gzip")).unwrap();
         assert_eq!(decode_all(&mut d, b"", 1).unwrap(), b"");
+    }
+
+    /// Sniffing from a chunk's head decides without consuming: the whole chunk still decodes.
+    #[test]
+    fn sniffing_a_head_consumes_nothing() {
+        let gz = gzip(b"{\"a\":1}\n");
+        let mut d = BodyDecoder::new(None).unwrap();
+        d.sniff(&gz);
+        assert!(matches!(d.state, DecoderState::Gzip(_)));
+        assert_eq!(decode_all(&mut d, &gz, 5).unwrap(), b"{\"a\":1}\n");
+        let mut d = BodyDecoder::new(None).unwrap();
+        d.sniff(b"{}\n");
+        assert!(d.is_identity());
+        let mut d = BodyDecoder::new(None).unwrap();
+        d.sniff(b"{");
+        assert!(!d.is_identity(), "one byte decides nothing");
+        let mut d = BodyDecoder::new(Some("gzip")).unwrap();
+        d.sniff(b"{}\n");
+        assert!(!d.is_identity(), "the header wins");
     }
 
     #[test]
