@@ -97,10 +97,12 @@ impl OperationOutcome {
 
 /// What a FHIR request was: the method and the URL path, never the query (a search query can
 /// carry patient data).
-#[derive(Clone, PartialEq, Eq)]
+///
+/// It holds the request URI (a cheap, shared copy) and shows only its path.
+#[derive(Clone)]
 pub struct RequestLine {
     method: http::Method,
-    path: String,
+    uri: http::Uri,
 }
 
 impl RequestLine {
@@ -108,7 +110,7 @@ impl RequestLine {
     pub fn new(method: &http::Method, uri: &http::Uri) -> Self {
         Self {
             method: method.clone(),
-            path: uri.path().to_owned(),
+            uri: uri.clone(),
         }
     }
 
@@ -119,13 +121,21 @@ impl RequestLine {
 
     /// The URL path (no query).
     pub fn path(&self) -> &str {
-        &self.path
+        self.uri.path()
     }
 }
 
+impl PartialEq for RequestLine {
+    fn eq(&self, other: &Self) -> bool {
+        self.method == other.method && self.path() == other.path()
+    }
+}
+
+impl Eq for RequestLine {}
+
 impl fmt::Display for RequestLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.method, self.path)
+        write!(f, "{} {}", self.method, self.path())
     }
 }
 
