@@ -97,12 +97,10 @@ impl OperationOutcome {
 
 /// What a FHIR request was: the method and the URL path, never the query (a search query can
 /// carry patient data).
-///
-/// It holds the request URI (a cheap, shared copy) and shows only its path.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RequestLine {
     method: http::Method,
-    uri: http::Uri,
+    path: String,
 }
 
 impl RequestLine {
@@ -110,7 +108,7 @@ impl RequestLine {
     pub fn new(method: &http::Method, uri: &http::Uri) -> Self {
         Self {
             method: method.clone(),
-            uri: uri.clone(),
+            path: uri.path().to_owned(),
         }
     }
 
@@ -121,21 +119,13 @@ impl RequestLine {
 
     /// The URL path (no query).
     pub fn path(&self) -> &str {
-        self.uri.path()
+        &self.path
     }
 }
-
-impl PartialEq for RequestLine {
-    fn eq(&self, other: &Self) -> bool {
-        self.method == other.method && self.path() == other.path()
-    }
-}
-
-impl Eq for RequestLine {}
 
 impl fmt::Display for RequestLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.method, self.path())
+        write!(f, "{} {}", self.method, self.path)
     }
 }
 
