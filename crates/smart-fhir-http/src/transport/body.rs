@@ -77,8 +77,8 @@ impl BodyStream {
     ///
     /// Fails with [`HttpErrorKind::Timeout`] when no data arrives within the request timeout,
     /// [`HttpErrorKind::BodyTooLarge`] when the body would exceed the request's
-    /// [`MaxResponseBytes`](smart_fhir_core::MaxResponseBytes) (the chunk that would cross it is not returned), and
-    /// [`HttpErrorKind::Io`] when the connection breaks. After an error every call fails.
+    /// [`MaxResponseBytes`](smart_fhir_core::MaxResponseBytes) (the chunk that would cross it
+    /// is not returned), and [`HttpErrorKind::Io`] when the connection breaks. After an error every call fails.
     /// Cancelling the call (dropping its future) loses no data.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
         match self.state {

@@ -1,11 +1,12 @@
 //! Why a client could not be built.
 
-/// Why a [`HyperHttpClient`] could not be built.
+/// Why a [`HyperHttpClient`](super::HyperHttpClient) could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
-    /// A PEM document given to [`HyperHttpClientBuilder::add_root_certificate_pem`](super::HyperHttpClientBuilder::add_root_certificate_pem) holds no
-    /// usable certificate.
+    /// A PEM document given to
+    /// [`add_root_certificate_pem`](super::HyperHttpClientBuilder::add_root_certificate_pem)
+    /// holds no usable certificate.
     #[error("root certificate PEM #{index} is not usable: {reason}")]
     InvalidRootCertificate {
         /// Which call to `add_root_certificate_pem`, counting from 0.

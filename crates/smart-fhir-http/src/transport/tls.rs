@@ -14,7 +14,7 @@ pub(super) const PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// Which root certificates the client trusts, before any added with
-/// [`HyperHttpClientBuilder::add_root_certificate_pem`](super::HyperHttpClientBuilder::add_root_certificate_pem).
+/// [`add_root_certificate_pem`](super::HyperHttpClientBuilder::add_root_certificate_pem).
 ///
 /// The default is the first available of [`Roots::Webpki`] (feature `webpki-roots`, on by default),
 /// [`Roots::Native`] (feature `native-roots`) and [`Roots::Only`].
@@ -27,7 +27,8 @@ pub enum Roots {
     /// feature `native-roots`).
     Native,
     /// No built-in roots: only the certificates added with
-    /// [`HyperHttpClientBuilder::add_root_certificate_pem`](super::HyperHttpClientBuilder::add_root_certificate_pem) (a private PKI). Building fails when
+    /// [`add_root_certificate_pem`](super::HyperHttpClientBuilder::add_root_certificate_pem)
+    /// (a private PKI). Building fails when
     /// none was added.
     Only,
 }
