@@ -515,27 +515,25 @@ impl FhirClient {
             .attempts(parts, body, options, line, same_origin, exec)
             .instrument(span.clone())
             .await;
-        {
-            let elapsed = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            span.record("elapsed_us", elapsed);
-            match &result {
-                Ok((response, attempts)) => {
-                    span.record("status", response.status().as_u16());
-                    span.record("attempts", attempts);
-                }
-                // Not the error's `Display`: it names the path, which can hold an id.
-                Err(FhirError::Http { source, .. }) => {
-                    let _in = span.enter();
-                    tracing::debug!(error = %source, "FHIR request failed");
-                }
-                Err(FhirError::Auth { source, .. }) => {
-                    let _in = span.enter();
-                    tracing::debug!(error = %source.kind(), "FHIR request failed: no access token");
-                }
-                Err(_) => {
-                    let _in = span.enter();
-                    tracing::debug!("FHIR request failed");
-                }
+        let elapsed = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        span.record("elapsed_us", elapsed);
+        match &result {
+            Ok((response, attempts)) => {
+                span.record("status", response.status().as_u16());
+                span.record("attempts", attempts);
+            }
+            // Not the error's `Display`: it names the path, which can hold an id.
+            Err(FhirError::Http { source, .. }) => {
+                let _in = span.enter();
+                tracing::debug!(error = %source, "FHIR request failed");
+            }
+            Err(FhirError::Auth { source, .. }) => {
+                let _in = span.enter();
+                tracing::debug!(error = %source.kind(), "FHIR request failed: no access token");
+            }
+            Err(_) => {
+                let _in = span.enter();
+                tracing::debug!("FHIR request failed");
             }
         }
         result.map(|(response, _)| response)
