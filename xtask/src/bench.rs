@@ -148,9 +148,10 @@ fn value(values: &HashMap<String, f64>, name: &str) -> Result<f64> {
         .ok_or_else(|| format!("the benchmark printed no `BENCH {name}` line"))
 }
 
-/// Authenticated FHIR reads through `FhirClient` (with a warmed Backend Services token source,
-/// and with a static token) beside a raw hyper-util client, interleaved in rounds in one process
-/// against a minimal local server (see `crates/smart-fhir-http/benches/http.rs`).
+/// Authenticated FHIR reads through `FhirClient` built as the CLI builds it (one shared
+/// `HyperHttpClient` for the token source and the client; a warmed Backend Services token
+/// source, and a static token) beside a raw hyper-util client, interleaved in rounds in one
+/// process against a minimal local server (see `crates/smart-fhir-http/benches/http.rs`).
 fn http() -> Result<()> {
     step("bench http: build (release)");
     crate::util::run(cargo().args([
@@ -207,6 +208,11 @@ fn http() -> Result<()> {
             value(&v, &format!("{name}.rps_ratio"))?
         );
     }
+    println!(
+        "FhirClient: FhirClient::builder(base).http_client(shared).auth(source), `shared` the \
+         SharedHttpClient of one HyperHttpClient that the token source uses too (as the CLI \
+         builds it)"
+    );
     println!(
         "p50: sequential reads, one pooled connection per client, the clients taking turns \
          request by request; req/s: 16 concurrent tasks, the clients in turn; added and ratio: \

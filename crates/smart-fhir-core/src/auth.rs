@@ -1,4 +1,6 @@
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::{AccessToken, FhirBaseUrl, SharedHttpClient};
@@ -57,14 +59,29 @@ impl SharedAccessTokenProvider {
     }
 }
 
-#[async_trait]
+// The methods are written out instead of `async fn`: an `async fn` here would box a second
+// future around the inner provider's before every FHIR request.
 impl AccessTokenProvider for SharedAccessTokenProvider {
-    async fn access_token(&self) -> Result<AccessToken, ProviderError> {
-        self.0.access_token().await
+    fn access_token<'a, 'f>(
+        &'a self,
+    ) -> Pin<Box<dyn Future<Output = Result<AccessToken, ProviderError>> + Send + 'f>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        self.0.access_token()
     }
 
-    async fn token_rejected(&self, token: &AccessToken) {
-        self.0.token_rejected(token).await;
+    fn token_rejected<'a, 'b, 'f>(
+        &'a self,
+        token: &'b AccessToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'f>>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        self.0.token_rejected(token)
     }
 
     fn fhir_base(&self) -> Option<&FhirBaseUrl> {

@@ -1,4 +1,6 @@
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use bytes::Bytes;
 /// discovery requests refuse them; the FHIR client strips credentials on a cross-origin hop).
 ///
 /// Per-request settings travel in the request's extensions: [`MaxResponseBytes`] and
-/// [`RequestTimeout`].
+/// [`RequestTimeout`], or as the arguments of [`HttpClient::execute_bounded`].
 #[async_trait]
 pub trait HttpClient: Send + Sync + fmt::Debug {
     /// Sends `request` and returns the response.
@@ -20,6 +22,27 @@ pub trait HttpClient: Send + Sync + fmt::Debug {
         &self,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, HttpError>;
+
+    /// As [`HttpClient::execute`] with these bounds instead of any [`MaxResponseBytes`] and
+    /// [`RequestTimeout`] extensions of `request` (`timeout: None`: the transport's own).
+    ///
+    /// The FHIR client sends every request this way. The default inserts the bounds as
+    /// extensions and calls [`HttpClient::execute`], so a transport implements `execute` alone;
+    /// one that reads the bounds from the arguments (as `smart-fhir-http`'s does) saves their
+    /// allocations on every request.
+    async fn execute_bounded(
+        &self,
+        mut request: http::Request<Bytes>,
+        max_response_bytes: MaxResponseBytes,
+        timeout: Option<RequestTimeout>,
+    ) -> Result<http::Response<Bytes>, HttpError> {
+        let extensions = request.extensions_mut();
+        extensions.insert(max_response_bytes);
+        if let Some(timeout) = timeout {
+            extensions.insert(timeout);
+        }
+        self.execute(request).await
+    }
 
     /// Sends `request` and returns the response with a body read chunk by chunk, for downloads
     /// too large to hold (Bulk Data files). [`MaxResponseBytes`] applies to the whole stream
@@ -76,20 +99,43 @@ impl SharedHttpClient {
     }
 }
 
-#[async_trait]
+/// The future of a forwarded call: the inner client's own boxed future, handed on as it is.
+type Forwarded<'a, T> =
+    Pin<Box<dyn Future<Output = Result<http::Response<T>, HttpError>> + Send + 'a>>;
+
+// The methods are written out instead of `async fn`: an `async fn` here would box a second
+// future around the inner client's on every request.
 impl HttpClient for SharedHttpClient {
-    async fn execute(
-        &self,
-        request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, HttpError> {
-        self.0.execute(request).await
+    fn execute<'a, 'f>(&'a self, request: http::Request<Bytes>) -> Forwarded<'f, Bytes>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        self.0.execute(request)
     }
 
-    async fn execute_streaming(
-        &self,
+    fn execute_bounded<'a, 'f>(
+        &'a self,
         request: http::Request<Bytes>,
-    ) -> Result<http::Response<StreamingBody>, HttpError> {
-        self.0.execute_streaming(request).await
+        max_response_bytes: MaxResponseBytes,
+        timeout: Option<RequestTimeout>,
+    ) -> Forwarded<'f, Bytes>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        self.0.execute_bounded(request, max_response_bytes, timeout)
+    }
+
+    fn execute_streaming<'a, 'f>(
+        &'a self,
+        request: http::Request<Bytes>,
+    ) -> Forwarded<'f, StreamingBody>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        self.0.execute_streaming(request)
     }
 }
 
@@ -233,6 +279,48 @@ mod tests {
             Some(&b"abc"[..])
         );
         assert!(r.body_mut().next_chunk().await.unwrap().is_none());
+    }
+
+    /// Answers with the bounds the request's extensions carry.
+    #[derive(Debug)]
+    struct Bounds;
+
+    #[async_trait]
+    impl HttpClient for Bounds {
+        async fn execute(
+            &self,
+            request: http::Request<Bytes>,
+        ) -> Result<http::Response<Bytes>, HttpError> {
+            let max = request.extensions().get::<MaxResponseBytes>().map(|m| m.0);
+            let timeout = request.extensions().get::<RequestTimeout>().map(|t| t.0);
+            Ok(http::Response::new(Bytes::from(format!(
+                "{max:?} {timeout:?}"
+            ))))
+        }
+    }
+
+    /// P15: a transport that implements `execute` alone still sees the bounds of
+    /// `execute_bounded`, as extensions (through a `SharedHttpClient` too), and they win over
+    /// the request's own.
+    #[tokio::test]
+    async fn p15_default_bounded_execute_passes_the_bounds_as_extensions() {
+        let c = SharedHttpClient::new(Bounds);
+        let mut request = http::Request::new(Bytes::new());
+        request.extensions_mut().insert(MaxResponseBytes(1));
+        let r = c
+            .execute_bounded(
+                request,
+                MaxResponseBytes(7),
+                Some(RequestTimeout(Duration::from_secs(2))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.body().as_ref(), b"Some(7) Some(2s)");
+        let r = c
+            .execute_bounded(http::Request::new(Bytes::new()), MaxResponseBytes(9), None)
+            .await
+            .unwrap();
+        assert_eq!(r.body().as_ref(), b"Some(9) None");
     }
 
     #[test]

@@ -15,8 +15,11 @@
 //!   building the URI from the base and the id for each request, checking the status and
 //!   parsing the body into a `serde_json::Value`;
 //! * `backend`: `FhirClient::read::<serde_json::Value>("Patient", "1")` with a warmed
-//!   `BackendServices` token source (the cached-token path of a production client);
-//! * `static`: the same with a `StaticTokenProvider`.
+//!   `BackendServices` token source (the cached-token path of a production client), built as
+//!   the CLI builds it: `FhirClient::builder(base).http_client(shared).auth(source)`, where
+//!   `shared` is one `SharedHttpClient::new(HyperHttpClient::builder()…build()?)` that the token
+//!   source uses too;
+//! * `static`: the same with a `StaticTokenProvider` bound to the base.
 //!
 //! Each round first has every client make `--requests` sequential requests, each on its own
 //! pooled connection, the clients taking turns request by request, timing each request; then
@@ -244,36 +247,46 @@ fn raw_client(addr: SocketAddr, token: &str) -> Contender {
     }))
 }
 
-fn transport() -> HyperHttpClient {
-    HyperHttpClient::builder()
-        .insecure_http(InsecureHttp::AllowLoopback)
-        .user_agent(USER_AGENT_VALUE)
-        .build()
-        .expect("transport")
+/// The transport as the CLI builds it (`crates/smart-fhir-cli/src/server.rs`): one
+/// `HyperHttpClient`, shared by the token source and the FHIR client.
+fn transport() -> SharedHttpClient {
+    SharedHttpClient::new(
+        HyperHttpClient::builder()
+            .insecure_http(InsecureHttp::AllowLoopback)
+            .user_agent(USER_AGENT_VALUE)
+            .build()
+            .expect("transport"),
+    )
 }
 
-fn fhir_client(addr: SocketAddr, auth: impl AccessTokenProvider + 'static) -> Contender {
-    let base = FhirBaseUrl::parse_with(&format!("http://{addr}/fhir"), InsecureHttp::AllowLoopback)
-        .expect("base");
+fn base(addr: SocketAddr) -> FhirBaseUrl {
+    FhirBaseUrl::parse_with(&format!("http://{addr}/fhir"), InsecureHttp::AllowLoopback)
+        .expect("base")
+}
+
+/// A FHIR client built as the CLI builds one: the base, the shared transport, the token source.
+fn fhir_client(
+    addr: SocketAddr,
+    http: SharedHttpClient,
+    auth: impl AccessTokenProvider + 'static,
+) -> Contender {
     Contender::Fhir(
-        FhirClient::builder(base)
-            .http_client(transport())
+        FhirClient::builder(base(addr))
+            .http_client(http)
             .auth(auth)
             .build()
             .expect("FHIR client"),
     )
 }
 
-async fn backend(addr: SocketAddr) -> BackendServices {
-    let base = FhirBaseUrl::parse_with(&format!("http://{addr}/fhir"), InsecureHttp::AllowLoopback)
-        .expect("base");
+async fn backend(addr: SocketAddr, http: SharedHttpClient) -> BackendServices {
     let backend = BackendServices::builder()
-        .fhir_base(base)
+        .fhir_base(base(addr))
         .client_id("bench")
         .scope("system/Patient.rs")
         .private_key(PrivateKey::generate(KeySpec::P384).expect("key"))
         .token_endpoint(format!("http://{addr}/token"))
-        .http_client(SharedHttpClient::new(transport()))
+        .http_client(http)
         .build()
         .expect("backend services");
     // Warm: the token is fetched once and cached from now on.
@@ -344,13 +357,14 @@ fn main() {
         .build()
         .expect("client runtime");
     runtime.block_on(async {
+        let backend_http = transport();
+        let backend_source = backend(addr, backend_http.clone()).await;
+        let static_source =
+            StaticTokenProvider::new(AccessToken::new(token.clone())).for_fhir_base(base(addr));
         let mut contenders: Vec<(&str, Contender)> = vec![
             ("raw", raw_client(addr, &token)),
-            ("backend", fhir_client(addr, backend(addr).await)),
-            (
-                "static",
-                fhir_client(addr, StaticTokenProvider::new(AccessToken::new(token.clone()))),
-            ),
+            ("backend", fhir_client(addr, backend_http, backend_source)),
+            ("static", fhir_client(addr, transport(), static_source)),
         ];
         if let Some(only) = &args.only {
             contenders.retain(|(name, _)| name == only);

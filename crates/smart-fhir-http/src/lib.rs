@@ -31,6 +31,15 @@
 //! * `webpki-roots` (default): Mozilla's root certificates compiled in ([`Roots::Webpki`]).
 //! * `native-roots`: the operating system's certificate store ([`Roots::Native`]).
 //!
+//! # Tracing
+//!
+//! Every FHIR request runs in a `fhir_request` span (debug level) with the method, the origin,
+//! a path template such as `[base]/Patient/{id}/_history/{vid}`, the status, the number of
+//! attempts and the duration; token renewal and retries are events inside it, and each
+//! exchange of the transport is a debug event with the method, the origin and the status.
+//! No span or event holds a token, a query string, an id or a body (P5). Without a subscriber
+//! they cost a check of a static flag.
+//!
 //! The lower `smart-fhir` crates have no default features. This one has `ring` and
 //! `webpki-roots` on by default because without a crypto provider and a root store it cannot
 //! build a client that reaches a public server: a user who adds the crate gets a working

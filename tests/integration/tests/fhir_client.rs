@@ -716,3 +716,86 @@ fn cli_usage_errors_exit_2() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
     }
 }
+
+/// SC-8.4, SC-8.16: the client is generic over the body type. The `fhir-model` crate's R4B
+/// types work as they are: a typed create (its `Patient` serialized), `read::<Patient>`, and a
+/// search answered as its `Bundle` whose entries are its `Resource` enum; so do the caller's own
+/// serde types and `serde_json::Value`, for the same resource.
+#[tokio::test]
+async fn sc_8_typed_resources_fhir_model_own_types_and_value() {
+    use fhir_model::r4b::codes::BundleType;
+    use fhir_model::r4b::resources::{Bundle, Patient, Resource};
+
+    #[derive(Debug, serde::Deserialize)]
+    struct MyPatient {
+        id: String,
+        #[serde(default)]
+        name: Vec<MyName>,
+        active: Option<bool>,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    struct MyName {
+        family: Option<String>,
+    }
+
+    let c = client();
+    let mrn = unique();
+    let typed: Patient =
+        serde_json::from_value(new_patient("Typed", &mrn)).expect("an R4B Patient");
+    let r = c
+        .create::<Patient>("Patient", &typed, None)
+        .await
+        .expect("typed create");
+    assert_eq!(r.status(), 201);
+    let created = r.into_body().expect("a body");
+    let id = created.id.clone().expect("an id");
+    assert_eq!(created.active, Some(true));
+
+    // fhir-model's Patient.
+    let read: FhirResponse<Patient> = c.read("Patient", &id).await.expect("read::<Patient>");
+    assert_eq!(read.body().id.as_deref(), Some(id.as_str()));
+    let family = read
+        .body()
+        .name
+        .iter()
+        .flatten()
+        .find_map(|n| n.family.clone());
+    assert_eq!(family.as_deref(), Some("Typed"));
+    assert_eq!(
+        read.body()
+            .identifier
+            .iter()
+            .flatten()
+            .find_map(|i| i.value.clone()),
+        Some(mrn.clone())
+    );
+
+    // The caller's own type, and serde_json::Value, for the same resource.
+    let mine: FhirResponse<MyPatient> = c.read("Patient", &id).await.expect("own type");
+    assert_eq!(mine.body().id, id);
+    assert_eq!(mine.body().active, Some(true));
+    assert_eq!(mine.body().name[0].family.as_deref(), Some("Typed"));
+    let value: FhirResponse = c.read("Patient", &id).await.expect("Value");
+    assert_eq!(value.body()["name"][0]["family"], "Typed");
+
+    // A typed searchset Bundle.
+    let bundle: FhirResponse<Bundle> = c
+        .search("Patient", &[("identifier", identifier(&mrn).as_str())])
+        .await
+        .expect("search::<Bundle>");
+    assert_eq!(bundle.body().r#type, BundleType::Searchset);
+    let patients: Vec<&Patient> = bundle
+        .body()
+        .entry
+        .iter()
+        .flatten()
+        .filter_map(|e| match &e.resource {
+            Some(Resource::Patient(p)) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(patients.len(), 1, "{:?}", bundle.body().entry.len());
+    assert_eq!(patients[0].id.as_deref(), Some(id.as_str()));
+
+    c.delete("Patient", &id).await.expect("delete");
+}

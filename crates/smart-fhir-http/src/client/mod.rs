@@ -6,6 +6,7 @@ mod ops;
 mod paging;
 mod response;
 mod retry;
+mod trace;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,6 +21,7 @@ use smart_fhir_core::{
     SharedClock, SharedHttpClient, StreamingBody,
 };
 use smart_fhir_core::{AccessTokenProvider, SharedAccessTokenProvider};
+use tracing::Instrument;
 use url::Url;
 
 pub use error::{CodeableText, FhirError, OperationOutcome, OutcomeIssue, RequestLine};
@@ -406,8 +408,10 @@ impl FhirClient {
         line: &RequestLine,
     ) -> Result<http::Response<Bytes>, FhirError> {
         let http = &self.inner.http;
-        self.send_with(request, options, line, |r| http.execute(r))
-            .await
+        self.send_with(request, options, line, |r, max, timeout| {
+            http.execute_bounded(r, max, timeout)
+        })
+        .await
     }
 
     /// As [`FhirClient::send`], but the body is read chunk by chunk (large downloads).
@@ -418,8 +422,15 @@ impl FhirClient {
     ) -> Result<http::Response<StreamingBody>, FhirError> {
         let line = RequestLine::new(request.method(), request.uri());
         let http = &self.inner.http;
-        self.send_with(request, options, &line, |r| http.execute_streaming(r))
-            .await
+        self.send_with(request, options, &line, |mut r, max, timeout| {
+            // Streaming is for large downloads: the bounds travel as extensions.
+            r.extensions_mut().insert(max);
+            if let Some(t) = timeout {
+                r.extensions_mut().insert(t);
+            }
+            http.execute_streaming(r)
+        })
+        .await
     }
 
     /// Sends and checks the status: a non-2xx answer (other than `304`) is a
@@ -469,7 +480,7 @@ impl FhirClient {
         exec: F,
     ) -> Result<http::Response<B>, FhirError>
     where
-        F: Fn(http::Request<Bytes>) -> Fut,
+        F: Fn(http::Request<Bytes>, MaxResponseBytes, Option<RequestTimeout>) -> Fut,
         Fut: Future<Output = Result<http::Response<B>, HttpError>>,
     {
         let (mut parts, body) = request.into_parts();
@@ -480,6 +491,69 @@ impl FhirClient {
             parts.headers.remove(http::header::PROXY_AUTHORIZATION);
             parts.headers.remove(http::header::COOKIE);
         }
+        // The fields are formatted only when a subscriber wants the span: the path template is
+        // written from the URI then, never the path itself or the query (P5).
+        let span = tracing::debug_span!(
+            "fhir_request",
+            method = %parts.method,
+            origin = %trace::Origin(&parts.uri),
+            path = %trace::PathTemplate::new(self.inner.base.url().path(), &parts.uri),
+            status = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+            elapsed_us = tracing::field::Empty,
+        );
+        // Without a subscriber the attempts run bare: no clock read, no wrapper to move them into.
+        if span.is_disabled() {
+            return self
+                .attempts(parts, body, options, line, same_origin, exec)
+                .await
+                .map(|(response, _)| response);
+        }
+        let started = std::time::Instant::now();
+        let result = self
+            .attempts(parts, body, options, line, same_origin, exec)
+            .instrument(span.clone())
+            .await;
+        let elapsed = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        span.record("elapsed_us", elapsed);
+        match &result {
+            Ok((response, attempts)) => {
+                span.record("status", response.status().as_u16());
+                span.record("attempts", attempts);
+            }
+            // Not the error's `Display`: it names the path, which can hold an id.
+            Err(FhirError::Http { source, .. }) => {
+                let _in = span.enter();
+                tracing::debug!(error = %source, "FHIR request failed");
+            }
+            Err(FhirError::Auth { source, .. }) => {
+                let _in = span.enter();
+                tracing::debug!(error = %source.kind(), "FHIR request failed: no access token");
+            }
+            Err(_) => {
+                let _in = span.enter();
+                tracing::debug!("FHIR request failed");
+            }
+        }
+        result.map(|(response, _)| response)
+    }
+
+    /// Sends the request until it has an answer to return: renewing a rejected token once, and
+    /// retrying transient failures of an idempotent request. Returns the answer and the number
+    /// of attempts made.
+    async fn attempts<B, F, Fut>(
+        &self,
+        parts: http::request::Parts,
+        body: Bytes,
+        options: &RequestOptions,
+        line: &RequestLine,
+        same_origin: bool,
+        exec: F,
+    ) -> Result<(http::Response<B>, u32), FhirError>
+    where
+        F: Fn(http::Request<Bytes>, MaxResponseBytes, Option<RequestTimeout>) -> Fut,
+        Fut: Future<Output = Result<http::Response<B>, HttpError>>,
+    {
         let max_response_bytes = MaxResponseBytes(self.max_response_bytes(options));
         let timeout = self.timeout(options).map(RequestTimeout);
         let provider = match (options.auth, same_origin) {
@@ -491,6 +565,9 @@ impl FhirClient {
             Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
         ));
         let policy = options.retry.unwrap_or(self.inner.retry);
+        // The request is kept for another attempt only while one can follow; the last possible
+        // attempt sends it without a copy.
+        let mut kept = Some(parts);
         let mut attempt: u32 = 0;
         let mut renewed = false;
         loop {
@@ -509,20 +586,30 @@ impl FhirClient {
                 })?),
                 None => None,
             };
-            let mut request = http::Request::from_parts(parts.clone(), body.clone());
+            let may_repeat =
+                (provider.is_some() && !renewed) || (idempotent && attempt < policy.max_retries);
+            let parts = match (may_repeat, &kept) {
+                (true, Some(parts)) => parts.clone(),
+                _ => kept.take().ok_or_else(|| {
+                    FhirError::InvalidRequest(format!("{line}: no request left to repeat"))
+                })?,
+            };
+            let mut request = http::Request::from_parts(parts, body.clone());
             if let Some(v) = authorization {
                 request.headers_mut().insert(AUTHORIZATION, v);
             }
-            let extensions = request.extensions_mut();
-            extensions.insert(max_response_bytes);
-            if let Some(t) = timeout {
-                extensions.insert(t);
-            }
-            let response = match exec(request).await {
+            let response = match exec(request, max_response_bytes, timeout).await {
                 Ok(r) => r,
                 Err(e) => {
                     if e.is_transient() && idempotent && attempt < policy.max_retries {
-                        tokio::time::sleep(policy.backoff(attempt)).await;
+                        let wait = policy.backoff(attempt);
+                        tracing::debug!(
+                            attempt = attempt + 1,
+                            error = %e,
+                            wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                            "retrying after a transport error"
+                        );
+                        tokio::time::sleep(wait).await;
                         attempt += 1;
                         continue;
                     }
@@ -535,6 +622,11 @@ impl FhirClient {
             let status = response.status();
             if let (Some(p), Some(t)) = (provider, token.as_ref()) {
                 if !renewed && self.should_renew(status, response.headers()) {
+                    tracing::debug!(
+                        attempt = attempt + 1,
+                        status = status.as_u16(),
+                        "token rejected; renewing it and sending once more"
+                    );
                     p.token_rejected(t).await;
                     renewed = true;
                     continue;
@@ -545,13 +637,20 @@ impl FhirClient {
                 let wait = retry_after(response.headers(), self.inner.clock.now())
                     .unwrap_or_else(|| policy.backoff(attempt));
                 if wait <= policy.max_delay {
+                    tracing::debug!(
+                        attempt = attempt + 1,
+                        status = status.as_u16(),
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "retrying after a transient status"
+                    );
                     drop(response);
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                     continue;
                 }
             }
-            return Ok(response);
+            let attempts = attempt + 1 + u32::from(renewed);
+            return Ok((response, attempts));
         }
     }
 
