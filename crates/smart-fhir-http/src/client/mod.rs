@@ -2,6 +2,7 @@
 //! retries with `Retry-After`.
 
 mod error;
+mod names;
 mod ops;
 mod paging;
 mod response;

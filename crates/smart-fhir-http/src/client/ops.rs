@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use super::names::{is_valid_id, is_valid_resource_type};
 use super::response::{etag_for_version, version_from_etag};
 use super::{
     BearerCache, FhirClient, FhirError, FhirResponse, Inner, OperationOutcome, RequestLine,
@@ -31,25 +32,6 @@ const PREFER: HeaderName = HeaderName::from_static("prefer");
 pub const JSON_PATCH_MEDIA_TYPE: &str = "application/json-patch+json";
 /// The media type of a `_search` POST body (SC-8.16).
 const FORM_MEDIA_TYPE: &str = "application/x-www-form-urlencoded";
-
-/// Whether `name` can be a FHIR resource type name (`[A-Z][A-Za-z]*`, at most 64 characters).
-///
-/// This checks the shape only, not that the type exists in some FHIR version: servers add custom
-/// types and versions add new ones.
-pub fn is_valid_resource_type(name: &str) -> bool {
-    let mut chars = name.chars();
-    name.len() <= 64
-        && chars.next().is_some_and(|c| c.is_ascii_uppercase())
-        && chars.all(|c| c.is_ascii_alphabetic())
-}
-
-/// Whether `id` is a valid FHIR logical id or version id (`[A-Za-z0-9\-\.]{1,64}`).
-pub fn is_valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-}
 
 pub(crate) fn check_type(name: &str) -> Result<&str, FhirError> {
     if is_valid_resource_type(name) {

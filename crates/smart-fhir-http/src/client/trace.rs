@@ -6,7 +6,7 @@ use std::fmt;
 
 use http::Uri;
 
-use super::ops::is_valid_resource_type;
+use super::names::is_valid_resource_type;
 
 /// The scheme and authority of a URI, without any user information.
 pub(super) struct Origin<'a>(pub(super) &'a Uri);
