@@ -74,6 +74,12 @@ impl SharedHttpClient {
     pub fn from_arc(client: Arc<dyn HttpClient>) -> Self {
         Self(client)
     }
+
+    /// Whether `self` and `other` are the same transport (clones of one shared client), for
+    /// caches shared per transport.
+    pub fn same_client(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 #[async_trait]

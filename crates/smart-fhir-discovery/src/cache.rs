@@ -1,7 +1,7 @@
 //! A cache of discovered configurations, keyed by FHIR base URL.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use smart_fhir_core::{Clock, FhirBaseUrl, SharedClock, SharedHttpClient};
@@ -157,6 +157,35 @@ impl DiscoveryCache {
             self.ttl.ttl(directive),
         );
         Ok(config)
+    }
+
+    /// The process-wide cache of the transport `client`: every caller that passes the same
+    /// shared transport (clones of one [`SharedHttpClient`]) gets the same cache, so clients of
+    /// one server discover its configuration once and share one copy of it (a thousand Backend
+    /// Services tenants of one server: one discovery request).
+    ///
+    /// The cache is made on first use with the defaults and `clock`, and lives while someone
+    /// holds it: the registry keeps only weak references. Transports are told apart by
+    /// identity, so two transports (say, with different TLS roots) never share configurations.
+    pub fn for_transport(client: &SharedHttpClient, clock: &SharedClock) -> Arc<DiscoveryCache> {
+        static REGISTRY: OnceLock<Mutex<Vec<Weak<DiscoveryCache>>>> = OnceLock::new();
+        let mut caches = REGISTRY
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        caches.retain(|cache| cache.strong_count() > 0);
+        // A live cache holds its transport, so the transport's identity cannot be reused by
+        // another one while the cache is found here.
+        if let Some(cache) = caches
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|cache| cache.client.same_client(client))
+        {
+            return cache;
+        }
+        let cache = Arc::new(Self::builder(client.clone()).clock(clock.clone()).build());
+        caches.push(Arc::downgrade(&cache));
+        cache
     }
 
     /// Forgets `base` (for instance after a token endpoint answered that the configuration

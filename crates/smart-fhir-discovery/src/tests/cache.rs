@@ -208,3 +208,26 @@ async fn a_full_cache_evicts_the_entry_closest_to_expiry() {
     cache.get(&base(bases[0])).await.unwrap();
     assert_eq!(server.count(), 4);
 }
+
+/// SC-1.4, memory for many tenants: clients of one transport share one cache (one request for
+/// one server); another transport gets its own.
+#[tokio::test]
+async fn one_cache_per_transport() {
+    let server =
+        Arc::new(FakeServer::new().on(&well_known(SANDBOX_BASE), answer(200, SANDBOX_WELL_KNOWN)));
+    let client: Arc<dyn HttpClient> = server.clone();
+    let transport = SharedHttpClient::from_arc(client);
+    let clock = SharedClock::new(FixedClock::at_unix(1_700_000_000));
+    let b = base(SANDBOX_BASE);
+    let first = DiscoveryCache::for_transport(&transport, &clock);
+    let second = DiscoveryCache::for_transport(&transport.clone(), &clock);
+    assert!(Arc::ptr_eq(&first, &second));
+    let a = first.get(&b).await.unwrap();
+    let c = second.get(&b).await.unwrap();
+    assert!(Arc::ptr_eq(&a, &c));
+    assert_eq!(server.count(), 1);
+
+    let other: Arc<dyn HttpClient> = Arc::new(FakeServer::new());
+    let other = DiscoveryCache::for_transport(&SharedHttpClient::from_arc(other), &clock);
+    assert!(!Arc::ptr_eq(&first, &other));
+}
