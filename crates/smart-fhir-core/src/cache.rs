@@ -169,6 +169,22 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Expiring<V>, E>> + Send + 'static,
     {
+        self.get_or_load_unless(key, |_| false, load).await
+    }
+
+    /// As [`ExpiringCache::get_or_load_traced`], treating a fresh value for which `stale` holds
+    /// as absent (e.g. a key set that lacks a key a token names): one shared load replaces it.
+    /// If that load fails, the old value stays.
+    pub async fn get_or_load_unless<F, Fut>(
+        &self,
+        key: &K,
+        stale: impl FnOnce(&V) -> bool,
+        load: F,
+    ) -> (Result<V, E>, CacheOutcome)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Expiring<V>, E>> + Send + 'static,
+    {
         let (flight, outcome) = {
             let now = self.clock.now();
             let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -177,7 +193,7 @@ where
                 flight: None,
             });
             if let Some((value, renew_at)) = &entry.value {
-                if now < *renew_at {
+                if now < *renew_at && !stale(value) {
                     return (Ok(value.clone()), CacheOutcome::Hit);
                 }
             }
@@ -225,6 +241,19 @@ where
             return true;
         }
         false
+    }
+
+    /// Drops the values of every key for which `stale` holds; loads in progress are left
+    /// alone.
+    pub fn invalidate_keys(&self, mut stale: impl FnMut(&K) -> bool) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.retain(|key, entry| {
+            if !stale(key) {
+                return true;
+            }
+            entry.value = None;
+            entry.flight.is_some()
+        });
     }
 
     /// Drops every value and forgets loads in progress (their waiters still get their results).
@@ -585,6 +614,32 @@ mod tests {
         assert_eq!(r, Ok(4));
         assert!(cache.is_empty());
         assert_eq!(cache.get(&"k"), None);
+    }
+
+    /// SC-4.34: a fresh value said stale is replaced by one shared load; if that load fails,
+    /// the old value stays.
+    #[tokio::test]
+    async fn sc_4_34_a_stale_value_is_reloaded_and_kept_on_failure() {
+        let clock = FixedClock::at_unix(1_700_000_000);
+        let cache = cache(&clock);
+        let expires = clock.now() + Duration::from_secs(300);
+        let load = |v| move || async move { Ok(Expiring::new(v, expires)) };
+        assert_eq!(cache.get_or_load(&"k", load(1)).await, Ok(1));
+        let (r, outcome) = cache.get_or_load_unless(&"k", |v| *v == 2, load(9)).await;
+        assert_eq!(
+            (r, outcome),
+            (Ok(1), CacheOutcome::Hit),
+            "not the stale one"
+        );
+        let (r, outcome) = cache.get_or_load_unless(&"k", |v| *v == 1, load(2)).await;
+        assert_eq!((r, outcome), (Ok(2), CacheOutcome::Loaded));
+        let (r, _) = cache
+            .get_or_load_unless(&"k", |v| *v == 2, || async { Err(TestError::Failed(3)) })
+            .await;
+        assert_eq!(r, Err(TestError::Failed(3)));
+        assert_eq!(cache.get(&"k"), Some(2), "kept after the failed reload");
+        cache.invalidate_keys(|k| *k == "k");
+        assert!(cache.is_empty());
     }
 
     /// The cache keeps at most its bound of keys.

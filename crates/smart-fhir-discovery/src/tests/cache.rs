@@ -149,9 +149,10 @@ async fn errors_are_not_cached() {
     );
     let cache = cache_with(&server, &FixedClock::at_unix(1_700_000_000));
     let b = base(SANDBOX_BASE);
+    let failed = cache.get(&b).await.unwrap_err();
     assert!(matches!(
-        cache.get(&b).await,
-        Err(DiscoveryError::Status { status: 503, .. })
+        *failed,
+        DiscoveryError::Status { status: 503, .. }
     ));
     assert!(cache.get(&b).await.is_ok());
     assert_eq!(server.count(), 2);

@@ -285,7 +285,7 @@ impl Inner {
                     .discovery
                     .get(&self.fhir_base)
                     .await
-                    .map_err(OAuthError::from)?;
+                    .map_err(OAuthError::Discovery)?;
                 (
                     config.token_endpoint().clone(),
                     config.token_endpoint_as_advertised().to_owned(),
