@@ -7,12 +7,17 @@
 //!   callers ask while the load runs; each of them gets the load's value or its error. An error is
 //!   not cached: the next call loads again.
 //! * The load is shared, not owned by the caller that started it: if that caller gives up (its
-//!   future is dropped), the load goes on for the callers still waiting, and a caller that arrives
-//!   later joins it. Nothing is spawned.
+//!   future is dropped), the load goes on for the callers still waiting. When the last waiter
+//!   gives up, the load is dropped (cancelled) and forgotten, so the next caller starts a fresh
+//!   one rather than joining a load that nobody polled meanwhile (whose time limit may have
+//!   passed). Nothing is spawned: a load that must finish even then (a refresh-token rotation)
+//!   spawns its own task.
 //! * A load that takes longer than the load timeout fails with the error made from
 //!   [`LoadTimedOut`], for every waiter.
 //! * The renewal buffer is `min(buffer, lifetime / 2)`, so a short-lived value is not renewed on
-//!   every call.
+//!   every call. A value already due for renewal when its load ends (a lifetime of zero, e.g.
+//!   `no-store`) goes to that load's waiters and is not kept: the cache is then single flight
+//!   alone.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -52,8 +57,16 @@ type Flight<V, E> = Shared<BoxFuture<'static, Result<V, E>>>;
 struct Entry<V, E> {
     /// The value and when to renew it.
     value: Option<(V, SystemTime)>,
-    /// The load in progress, with its number (so that a finished load clears only itself).
-    flight: Option<(u64, Flight<V, E>)>,
+    /// The load in progress.
+    flight: Option<InFlight<V, E>>,
+}
+
+/// A load in progress: its number (so that a finished or abandoned load clears only itself),
+/// the shared future, and how many callers wait for it.
+struct InFlight<V, E> {
+    id: u64,
+    shared: Flight<V, E>,
+    waiters: usize,
 }
 
 type Entries<K, V, E> = Arc<Mutex<HashMap<K, Entry<V, E>>>>;
@@ -156,6 +169,22 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Expiring<V>, E>> + Send + 'static,
     {
+        self.get_or_load_unless(key, |_| false, load).await
+    }
+
+    /// As [`ExpiringCache::get_or_load_traced`], treating a fresh value for which `stale` holds
+    /// as absent (e.g. a key set that lacks a key a token names): one shared load replaces it.
+    /// If that load fails, the old value stays.
+    pub async fn get_or_load_unless<F, Fut>(
+        &self,
+        key: &K,
+        stale: impl FnOnce(&V) -> bool,
+        load: F,
+    ) -> (Result<V, E>, CacheOutcome)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Expiring<V>, E>> + Send + 'static,
+    {
         let (flight, outcome) = {
             let now = self.clock.now();
             let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -164,21 +193,37 @@ where
                 flight: None,
             });
             if let Some((value, renew_at)) = &entry.value {
-                if now < *renew_at {
+                if now < *renew_at && !stale(value) {
                     return (Ok(value.clone()), CacheOutcome::Hit);
                 }
             }
-            match &entry.flight {
-                Some((_, flight)) => (flight.clone(), CacheOutcome::Joined),
+            let (flight, outcome) = match &mut entry.flight {
+                Some(in_flight) => {
+                    in_flight.waiters += 1;
+                    (in_flight.shared.clone(), CacheOutcome::Joined)
+                }
                 None => {
                     let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
-                    let flight = self.flight(key.clone(), id, load());
-                    entry.flight = Some((id, flight.clone()));
-                    (flight, CacheOutcome::Loaded)
+                    let shared = self.flight(key.clone(), id, load());
+                    entry.flight = Some(InFlight {
+                        id,
+                        shared: shared.clone(),
+                        waiters: 1,
+                    });
+                    (shared, CacheOutcome::Loaded)
                 }
-            }
+            };
+            let waiter = Waiter {
+                entries: Arc::clone(&self.entries),
+                key: key.clone(),
+                id: entry.flight.as_ref().map_or(0, |f| f.id),
+            };
+            ((flight, waiter), outcome)
         };
-        (flight.await, outcome)
+        let (flight, waiter) = flight;
+        let result = flight.await;
+        drop(waiter);
+        (result, outcome)
     }
 
     /// Drops the value of `key` if `stale` says so (e.g. it is the token a server refused), so
@@ -196,6 +241,19 @@ where
             return true;
         }
         false
+    }
+
+    /// Drops the values of every key for which `stale` holds; loads in progress are left
+    /// alone.
+    pub fn invalidate_keys(&self, mut stale: impl FnMut(&K) -> bool) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.retain(|key, entry| {
+            if !stale(key) {
+                return true;
+            }
+            entry.value = None;
+            entry.flight.is_some()
+        });
     }
 
     /// Drops every value and forgets loads in progress (their waiters still get their results).
@@ -239,7 +297,7 @@ where
             let ours = map
                 .get(&key)
                 .and_then(|e| e.flight.as_ref())
-                .is_some_and(|(f, _)| *f == id);
+                .is_some_and(|f| f.id == id);
             match &result {
                 Ok(loaded) if ours => {
                     let lifetime = loaded
@@ -250,11 +308,16 @@ where
                         .expires_at
                         .checked_sub(buffer.min(lifetime / 2))
                         .unwrap_or(loaded.expires_at);
-                    if let Some(entry) = map.get_mut(&key) {
+                    let now = clock.now();
+                    if renew_at <= now {
+                        // Stale already (`no-store`, a lifetime of zero): handed to this load's
+                        // waiters only, not kept.
+                        map.remove(&key);
+                    } else if let Some(entry) = map.get_mut(&key) {
                         entry.value = Some((loaded.value.clone(), renew_at));
                         entry.flight = None;
                     }
-                    prune(&mut map, clock.now(), max_entries);
+                    prune(&mut map, now, max_entries);
                 }
                 Err(_) if ours => {
                     let keep = map.get_mut(&key).is_some_and(|entry| {
@@ -271,6 +334,39 @@ where
         }
         .boxed()
         .shared()
+    }
+}
+
+/// One caller waiting for a load; when the last one is dropped before the load ends, the load
+/// is forgotten and dropped.
+struct Waiter<K: Eq + Hash, V, E> {
+    entries: Entries<K, V, E>,
+    key: K,
+    id: u64,
+}
+
+impl<K: Eq + Hash, V, E> Drop for Waiter<K, V, E> {
+    fn drop(&mut self) {
+        let abandoned = {
+            let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(entry) = map.get_mut(&self.key) else {
+                return;
+            };
+            let Some(flight) = entry.flight.as_mut().filter(|f| f.id == self.id) else {
+                return;
+            };
+            flight.waiters -= 1;
+            if flight.waiters > 0 {
+                return;
+            }
+            let abandoned = entry.flight.take();
+            if entry.value.is_none() {
+                map.remove(&self.key);
+            }
+            abandoned
+        };
+        // Dropped outside the lock: the load's own drop code may use the cache.
+        drop(abandoned);
     }
 }
 
@@ -412,8 +508,8 @@ mod tests {
         assert_eq!((value, outcome), (Ok(2), CacheOutcome::Hit));
     }
 
-    /// A caller that gives up does not cancel the load for the others, and a later caller joins
-    /// it instead of starting another.
+    /// A caller that gives up does not cancel the load for the others still waiting: they get
+    /// its value from the one load.
     #[tokio::test]
     async fn a_cancelled_caller_leaves_the_load_to_the_others() {
         let clock = FixedClock::at_unix(1_700_000_000);
@@ -430,16 +526,49 @@ mod tests {
                 Ok(Expiring::new(5, expires))
             })
         };
-        // Poll the first caller once, so its load starts, then drop it.
+        // Poll the first caller once, so its load starts; a second caller joins; the first
+        // gives up.
         let mut first = Box::pin(first);
         assert!(first.as_mut().now_or_never().is_none());
+        let mut second = Box::pin(cache.get_or_load(&"k", || async { Err(TestError::Failed(0)) }));
+        assert!(second.as_mut().now_or_never().is_none());
         drop(first);
         release.send(true).unwrap();
-        let second = cache
-            .get_or_load(&"k", || async { Err(TestError::Failed(0)) })
-            .await;
-        assert_eq!(second, Ok(5));
+        assert_eq!(second.await, Ok(5));
         assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    /// A load every caller gave up is dropped (its drop code runs) and the next caller loads
+    /// afresh, rather than joining a load nobody polled.
+    #[tokio::test]
+    async fn a_load_nobody_waits_for_is_dropped() {
+        struct OnDrop(Arc<AtomicUsize>);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let clock = FixedClock::at_unix(1_700_000_000);
+        let cache = cache(&clock);
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let guard = OnDrop(Arc::clone(&dropped));
+        let mut first = Box::pin(cache.get_or_load(&"k", move || async move {
+            let _guard = guard;
+            std::future::pending::<Result<Expiring<u32>, TestError>>().await
+        }));
+        assert!(first.as_mut().now_or_never().is_none());
+        drop(first);
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            1,
+            "the abandoned load was dropped"
+        );
+        assert!(cache.is_empty());
+        let expires = clock.now() + Duration::from_secs(300);
+        let next = cache
+            .get_or_load(&"k", move || async move { Ok(Expiring::new(6, expires)) })
+            .await;
+        assert_eq!(next, Ok(6));
     }
 
     /// A load that hangs fails every waiter with the timeout error, and the next call loads again.
@@ -471,6 +600,46 @@ mod tests {
         assert_eq!(cache.get(&"k"), Some(1));
         assert!(cache.invalidate_if(&"k", |v| *v == 1));
         assert_eq!(cache.get(&"k"), None);
+    }
+
+    /// A value of no lifetime reaches the load's waiters and is not kept (single flight alone).
+    #[tokio::test]
+    async fn a_value_already_due_is_not_kept() {
+        let clock = FixedClock::at_unix(1_700_000_000);
+        let cache = cache(&clock);
+        let now = clock.now();
+        let r = cache
+            .get_or_load(&"k", move || async move { Ok(Expiring::new(4, now)) })
+            .await;
+        assert_eq!(r, Ok(4));
+        assert!(cache.is_empty());
+        assert_eq!(cache.get(&"k"), None);
+    }
+
+    /// SC-4.34: a fresh value said stale is replaced by one shared load; if that load fails,
+    /// the old value stays.
+    #[tokio::test]
+    async fn sc_4_34_a_stale_value_is_reloaded_and_kept_on_failure() {
+        let clock = FixedClock::at_unix(1_700_000_000);
+        let cache = cache(&clock);
+        let expires = clock.now() + Duration::from_secs(300);
+        let load = |v| move || async move { Ok(Expiring::new(v, expires)) };
+        assert_eq!(cache.get_or_load(&"k", load(1)).await, Ok(1));
+        let (r, outcome) = cache.get_or_load_unless(&"k", |v| *v == 2, load(9)).await;
+        assert_eq!(
+            (r, outcome),
+            (Ok(1), CacheOutcome::Hit),
+            "not the stale one"
+        );
+        let (r, outcome) = cache.get_or_load_unless(&"k", |v| *v == 1, load(2)).await;
+        assert_eq!((r, outcome), (Ok(2), CacheOutcome::Loaded));
+        let (r, _) = cache
+            .get_or_load_unless(&"k", |v| *v == 2, || async { Err(TestError::Failed(3)) })
+            .await;
+        assert_eq!(r, Err(TestError::Failed(3)));
+        assert_eq!(cache.get(&"k"), Some(2), "kept after the failed reload");
+        cache.invalidate_keys(|k| *k == "k");
+        assert!(cache.is_empty());
     }
 
     /// The cache keeps at most its bound of keys.

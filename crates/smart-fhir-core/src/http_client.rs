@@ -97,6 +97,12 @@ impl SharedHttpClient {
     pub fn from_arc(client: Arc<dyn HttpClient>) -> Self {
         Self(client)
     }
+
+    /// Whether `self` and `other` are the same transport (clones of one shared client), for
+    /// caches shared per transport.
+    pub fn same_client(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// The future of a forwarded call: the inner client's own boxed future, handed on as it is.

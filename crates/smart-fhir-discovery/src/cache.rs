@@ -1,12 +1,14 @@
 //! A cache of discovered configurations, keyed by FHIR base URL.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::Duration;
 
-use smart_fhir_core::{Clock, FhirBaseUrl, SharedClock, SharedHttpClient};
+use smart_fhir_core::{
+    Clock, Expiring, ExpiringCache, FhirBaseUrl, HttpError, HttpErrorKind, LoadTimedOut,
+    SharedClock, SharedHttpClient,
+};
 
-use crate::cache_control::{Expiring, TtlPolicy};
+use crate::cache_control::TtlPolicy;
 use crate::config::SmartConfiguration;
 use crate::error::DiscoveryError;
 use crate::fetch::fetch;
@@ -19,17 +21,33 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// How many bases are remembered by default.
 pub const DEFAULT_MAX_ENTRIES: usize = 256;
+/// The longest one discovery (the `.well-known` request and its `/metadata` fallback) may take
+/// when the options set no per-request limit.
+pub const DEFAULT_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
-type Slot = Arc<tokio::sync::Mutex<Option<Expiring<SmartConfiguration>>>>;
+/// Why a shared discovery failed: the error (one for every waiter), or the time limit.
+#[derive(Debug, Clone)]
+enum Failure {
+    Failed(Arc<DiscoveryError>),
+    TimedOut(LoadTimedOut),
+}
+
+impl From<LoadTimedOut> for Failure {
+    fn from(e: LoadTimedOut) -> Self {
+        Self::TimedOut(e)
+    }
+}
 
 /// Discovered configurations, keyed by FHIR base URL (with its insecure-HTTP policy).
 ///
 /// * An entry lives for the response's `Cache-Control: max-age`, else [`DEFAULT_TTL`], capped
 ///   at [`MAX_TTL`]; `no-store` (and `no-cache`, as this cache does not revalidate) keeps
 ///   nothing. Time comes from the injected [`Clock`].
-/// * Concurrent misses for one base wait on a per-base lock, so only one request runs; the
-///   others then read its result. Different bases do not wait on each other.
-/// * Errors are not cached: after a failure, each waiting caller tries again in turn.
+/// * Concurrent misses for one base make one discovery (the one expiring cache,
+///   [`ExpiringCache`]); every caller gets its result or its error (shared, hence the `Arc`).
+///   Different bases do not wait on each other. A discovery that outlasts twice the options'
+///   per-request limit (else [`DEFAULT_DISCOVERY_TIMEOUT`]) fails with a transport timeout.
+/// * Errors are not cached: the next call after a failure discovers again.
 /// * At most [`max_entries`](DiscoveryCacheBuilder::max_entries) bases are kept; expired
 ///   entries go first, then the one closest to expiry.
 ///
@@ -51,8 +69,7 @@ pub struct DiscoveryCache {
     clock: SharedClock,
     options: DiscoveryOptions,
     ttl: TtlPolicy,
-    max_entries: usize,
-    slots: Mutex<HashMap<FhirBaseUrl, Slot>>,
+    entries: ExpiringCache<FhirBaseUrl, Arc<SmartConfiguration>, Failure>,
 }
 
 /// Builds a [`DiscoveryCache`].
@@ -100,7 +117,17 @@ impl DiscoveryCacheBuilder {
 
     /// The cache. A default lifetime above the cap is lowered to the cap.
     pub fn build(self) -> DiscoveryCache {
+        let load_timeout = self
+            .options
+            .timeout_value()
+            .map_or(DEFAULT_DISCOVERY_TIMEOUT, |t| t.saturating_mul(2));
         DiscoveryCache {
+            entries: ExpiringCache::new(
+                self.clock.clone(),
+                Duration::ZERO,
+                load_timeout,
+                self.max_entries,
+            ),
             client: self.client,
             clock: self.clock,
             options: self.options,
@@ -109,8 +136,6 @@ impl DiscoveryCacheBuilder {
                 min: Duration::ZERO,
                 max: self.max_ttl,
             },
-            max_entries: self.max_entries,
-            slots: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -130,91 +155,86 @@ impl DiscoveryCache {
 
     /// The configuration of `base`: cached when fresh, else discovered (see
     /// [`discover_with`](crate::discover_with)) and cached as the response allows.
-    pub async fn get(&self, base: &FhirBaseUrl) -> Result<Arc<SmartConfiguration>, DiscoveryError> {
-        let slot = self.slot(base);
-        let mut entry = slot.lock().await;
-        if let Some(fresh) = entry.as_ref().and_then(|e| e.fresh(self.clock.now())) {
-            tracing::debug!(
-                origin = %origin(base.url()),
-                path = base.url().path(),
-                cache = "hit",
-                "SMART configuration from the cache"
-            );
-            return Ok(Arc::clone(fresh));
-        }
+    pub async fn get(
+        &self,
+        base: &FhirBaseUrl,
+    ) -> Result<Arc<SmartConfiguration>, Arc<DiscoveryError>> {
+        let client = self.client.clone();
+        let options = self.options.clone();
+        let clock = self.clock.clone();
+        let ttl = self.ttl;
+        let owned = base.clone();
+        let (result, outcome) = self
+            .entries
+            .get_or_load_traced(base, move || async move {
+                let (config, directive) = fetch(&client, &owned, &options)
+                    .await
+                    .map_err(|e| Failure::Failed(Arc::new(e)))?;
+                // A lifetime of zero (`no-store`) or past the end of time: for this call only.
+                let now = clock.now();
+                let expires_at = now.checked_add(ttl.ttl(directive)).unwrap_or(now);
+                Ok(Expiring::new(Arc::new(config), expires_at))
+            })
+            .await;
         tracing::debug!(
             origin = %origin(base.url()),
             path = base.url().path(),
-            cache = "miss",
-            "SMART configuration not cached or expired; discovering"
+            cache = if matches!(outcome, smart_fhir_core::CacheOutcome::Hit) { "hit" } else { "miss" },
+            "SMART configuration"
         );
-        *entry = None;
-        let (config, directive) = fetch(&self.client, base, &self.options).await?;
-        let config = Arc::new(config);
-        *entry = Expiring::new(
-            Arc::clone(&config),
-            self.clock.now(),
-            self.ttl.ttl(directive),
-        );
-        Ok(config)
+        result.map_err(|failure| match failure {
+            Failure::Failed(e) => e,
+            Failure::TimedOut(LoadTimedOut(limit)) => {
+                let uri = base.url().as_str().parse::<http::Uri>().unwrap_or_default();
+                Arc::new(DiscoveryError::Http {
+                    url: smart_fhir_core::text::display_url(base.url()),
+                    source: HttpError::new(
+                        HttpErrorKind::Timeout,
+                        &uri,
+                        format!("discovery took longer than {limit:?}"),
+                    ),
+                })
+            }
+        })
+    }
+
+    /// The process-wide cache of the transport `client`: every caller that passes the same
+    /// shared transport (clones of one [`SharedHttpClient`]) gets the same cache, so clients of
+    /// one server discover its configuration once and share one copy of it (a thousand Backend
+    /// Services tenants of one server: one discovery request).
+    ///
+    /// The cache is made on first use with the defaults and `clock`, and lives while someone
+    /// holds it: the registry keeps only weak references. Transports are told apart by
+    /// identity, so two transports (say, with different TLS roots) never share configurations.
+    pub fn for_transport(client: &SharedHttpClient, clock: &SharedClock) -> Arc<DiscoveryCache> {
+        static REGISTRY: OnceLock<Mutex<Vec<Weak<DiscoveryCache>>>> = OnceLock::new();
+        let mut caches = REGISTRY
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        caches.retain(|cache| cache.strong_count() > 0);
+        // A live cache holds its transport, so the transport's identity cannot be reused by
+        // another one while the cache is found here.
+        if let Some(cache) = caches
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|cache| cache.client.same_client(client))
+        {
+            return cache;
+        }
+        let cache = Arc::new(Self::builder(client.clone()).clock(clock.clone()).build());
+        caches.push(Arc::downgrade(&cache));
+        cache
     }
 
     /// Forgets `base` (for instance after a token endpoint answered that the configuration
     /// changed).
     pub fn invalidate(&self, base: &FhirBaseUrl) {
-        self.lock_slots().remove(base);
+        self.entries.invalidate_if(base, |_| true);
     }
 
     /// Forgets every base.
     pub fn clear(&self) {
-        self.lock_slots().clear();
-    }
-
-    fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<FhirBaseUrl, Slot>> {
-        // The map stays consistent whatever panicked while holding it: every operation on it
-        // is a single insert or remove.
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The per-base slot, created when absent (evicting if the cache is full).
-    fn slot(&self, base: &FhirBaseUrl) -> Slot {
-        let mut slots = self.lock_slots();
-        if let Some(slot) = slots.get(base) {
-            return Arc::clone(slot);
-        }
-        if slots.len() >= self.max_entries {
-            self.evict(&mut slots);
-        }
-        let slot = Slot::default();
-        slots.insert(base.clone(), Arc::clone(&slot));
-        slot
-    }
-
-    /// Removes idle slots that are empty or expired; if the map is still full, the idle slot
-    /// closest to expiry. A slot is idle when no caller holds it (only the map does) and its
-    /// lock is free.
-    fn evict(&self, slots: &mut HashMap<FhirBaseUrl, Slot>) {
-        let now = self.clock.now();
-        let mut idle: Vec<(FhirBaseUrl, SystemTime)> = slots
-            .iter()
-            .filter(|(_, slot)| Arc::strong_count(slot) == 1)
-            .filter_map(|(base, slot)| {
-                let entry = slot.try_lock().ok()?;
-                let expires_at = entry
-                    .as_ref()
-                    .map_or(SystemTime::UNIX_EPOCH, |e| e.expires_at);
-                Some((base.clone(), expires_at))
-            })
-            .collect();
-        // Soonest expiry first: the expired (and empty) slots, then the one to evict if the map
-        // is still full.
-        idle.sort_by_key(|(_, expires_at)| *expires_at);
-        for (base, expires_at) in idle {
-            if expires_at <= now || slots.len() >= self.max_entries {
-                slots.remove(&base);
-            } else {
-                break;
-            }
-        }
+        self.entries.clear();
     }
 }

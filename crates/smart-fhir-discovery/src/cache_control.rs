@@ -1,8 +1,8 @@
 //! How long a fetched document may be kept: the one `Cache-Control` reader and lifetime policy
-//! that both caches of this crate (SMART configurations and issuers' keys) use.
+//! that both caches of this crate (SMART configurations and issuers' keys) use; the keeping
+//! itself is `smart_fhir_core::ExpiringCache`'s.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// What a response's `Cache-Control` says about keeping it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,29 +74,6 @@ impl TtlPolicy {
     /// The lifetime of a response with these headers.
     pub(crate) fn ttl_of(&self, headers: &http::HeaderMap) -> Duration {
         self.ttl(cache_directive(headers))
-    }
-}
-
-/// A cached value and when it stops being fresh, by the cache's injected clock.
-#[derive(Debug)]
-pub(crate) struct Expiring<T> {
-    pub(crate) value: Arc<T>,
-    pub(crate) expires_at: SystemTime,
-}
-
-impl<T> Expiring<T> {
-    /// `value` kept for `ttl` from `now`, or `None` when `ttl` is zero (or the time overflows).
-    pub(crate) fn new(value: Arc<T>, now: SystemTime, ttl: Duration) -> Option<Self> {
-        if ttl.is_zero() {
-            return None;
-        }
-        let expires_at = now.checked_add(ttl)?;
-        Some(Self { value, expires_at })
-    }
-
-    /// The value, while it is fresh at `now`.
-    pub(crate) fn fresh(&self, now: SystemTime) -> Option<&Arc<T>> {
-        (now < self.expires_at).then_some(&self.value)
     }
 }
 
@@ -208,17 +185,5 @@ mod tests {
         };
         assert_eq!(crossed.ttl(CacheDirective::Default), secs(50));
         assert_eq!(crossed.ttl(CacheDirective::NoStore), secs(50));
-    }
-
-    #[test]
-    fn expiring_is_fresh_strictly_before_its_end() {
-        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let e = Expiring::new(Arc::new(7), start, Duration::from_secs(10)).unwrap();
-        assert_eq!(
-            e.fresh(start + Duration::from_secs(9)).map(|v| **v),
-            Some(7)
-        );
-        assert!(e.fresh(start + Duration::from_secs(10)).is_none());
-        assert!(Expiring::new(Arc::new(7), start, Duration::ZERO).is_none());
     }
 }

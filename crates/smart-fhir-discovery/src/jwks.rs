@@ -7,14 +7,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use smart_fhir_core::{Clock, HttpClient, InsecureHttp, SharedClock, SharedHttpClient};
+use smart_fhir_core::{
+    CacheOutcome, Clock, Expiring, ExpiringCache, HttpClient, HttpError, HttpErrorKind,
+    InsecureHttp, LoadTimedOut, SharedClock, SharedHttpClient,
+};
 use smart_fhir_jwt::{Jwks, MAX_JWKS_BYTES};
 use url::Url;
 
-use crate::cache_control::{Expiring, TtlPolicy};
+use crate::cache_control::TtlPolicy;
 use crate::key_error::{KeyDiscoveryError, KeyDocument, KeyFetchError};
 use crate::openid::{fetch_openid_configuration, json_get, success_body, Issuer};
 use crate::response::{origin, send};
+use crate::KEY_FETCH_TIMEOUT;
 
 /// How long an issuer's keys are kept when the JWKS response has no `Cache-Control: max-age`.
 pub const DEFAULT_JWKS_TTL: Duration = Duration::from_secs(60 * 60);
@@ -76,27 +80,42 @@ async fn fetch_jwks_with_headers(
     let request = jwks_request(jwks_uri).map_err(fail)?;
     let response = send(client, request, jwks_uri, "JWKS")
         .await
-        .map_err(|e| fail(KeyFetchError::Http(e)))?;
+        .map_err(|e| fail(KeyFetchError::Http(Arc::new(e))))?;
     parse_jwks_with_headers(response).map_err(fail)
 }
 
-/// One issuer's keys and where they come from.
+/// What is remembered of an issuer besides its keys: where they are, and the last forced
+/// refetch (for the rate limit).
 #[derive(Default)]
-struct IssuerKeys {
+struct IssuerState {
     jwks_uri: Option<Url>,
-    jwks: Option<Expiring<Jwks>>,
     last_forced_refetch: Option<SystemTime>,
 }
 
-impl IssuerKeys {
-    fn fresh(&self, now: SystemTime) -> Option<&Arc<Jwks>> {
-        self.jwks.as_ref().and_then(|e| e.fresh(now))
+type SlotKey = (String, InsecureHttp);
+
+type LoadFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Expiring<Arc<Jwks>>, Failure>> + Send>,
+>;
+
+/// Why a shared key fetch failed: the error (one for every waiter), or the time limit.
+#[derive(Debug, Clone)]
+enum Failure {
+    Failed(KeyDiscoveryError),
+    TimedOut(LoadTimedOut),
+}
+
+impl From<LoadTimedOut> for Failure {
+    fn from(e: LoadTimedOut) -> Self {
+        Self::TimedOut(e)
     }
 }
 
-/// One slot per issuer; its async lock makes concurrent fetches for one issuer a single fetch.
-type Slot = Arc<tokio::sync::Mutex<IssuerKeys>>;
-type SlotKey = (String, InsecureHttp);
+impl From<KeyDiscoveryError> for Failure {
+    fn from(e: KeyDiscoveryError) -> Self {
+        Self::Failed(e)
+    }
+}
 
 /// Issuers' keys, fetched through `{issuer}/.well-known/openid-configuration` → `jwks_uri` →
 /// JWKS and kept per issuer (SC-4.34).
@@ -106,7 +125,8 @@ type SlotKey = (String, InsecureHttp);
 /// * Keys are kept for the JWKS response's `max-age` (default [`DEFAULT_JWKS_TTL`]), never
 ///   less than [`MIN_JWKS_TTL`] nor more than [`MAX_JWKS_TTL`], by the injected clock. When
 ///   they expire, the configuration and the JWKS are fetched again.
-/// * Concurrent fetches for one issuer are made once; failures are not cached.
+/// * Concurrent fetches for one issuer are made once (the one expiring cache,
+///   [`ExpiringCache`]); failures are not cached.
 /// * [`refetch`](Self::refetch) forces a new JWKS (a token named a key the cached set lacks),
 ///   at most once per [`refetch_interval`](Self::refetch_interval) per issuer.
 ///
@@ -117,7 +137,8 @@ pub struct JwksCache {
     clock: SharedClock,
     ttl: TtlPolicy,
     refetch_interval: Duration,
-    slots: Arc<Mutex<HashMap<SlotKey, Slot>>>,
+    keys: ExpiringCache<SlotKey, Arc<Jwks>, Failure>,
+    issuers: Arc<Mutex<HashMap<SlotKey, IssuerState>>>,
 }
 
 impl fmt::Debug for JwksCache {
@@ -125,7 +146,7 @@ impl fmt::Debug for JwksCache {
         f.debug_struct("JwksCache")
             .field("default_ttl", &self.ttl.default)
             .field("refetch_interval", &self.refetch_interval)
-            .field("cached_issuers", &self.lock_slots().len())
+            .field("cached_issuers", &self.keys.len())
             .finish_non_exhaustive()
     }
 }
@@ -134,6 +155,13 @@ impl JwksCache {
     /// A cache that fetches through `http` and reads time from `clock`.
     pub fn new(http: SharedHttpClient, clock: SharedClock) -> Self {
         Self {
+            keys: ExpiringCache::new(
+                clock.clone(),
+                Duration::ZERO,
+                // The configuration and the JWKS, each bounded by the fetch timeout.
+                KEY_FETCH_TIMEOUT.saturating_mul(2),
+                MAX_CACHED_ISSUERS,
+            ),
             http,
             clock,
             ttl: TtlPolicy {
@@ -142,7 +170,7 @@ impl JwksCache {
                 max: MAX_JWKS_TTL,
             },
             refetch_interval: DEFAULT_JWKS_REFETCH_INTERVAL,
-            slots: Arc::default(),
+            issuers: Arc::default(),
         }
     }
 
@@ -170,40 +198,32 @@ impl JwksCache {
         self.refetch_interval
     }
 
-    /// How many issuers have a slot (with or without fresh keys).
+    /// How many issuers have keys cached or being fetched.
     pub fn cached_issuers(&self) -> usize {
-        self.lock_slots().len()
+        self.keys.len()
     }
 
     /// Forgets the cached keys of `issuer`.
     pub fn invalidate(&self, issuer: &str) {
-        self.lock_slots().retain(|(iss, _), _| iss != issuer);
+        self.keys.invalidate_keys(|(iss, _)| iss == issuer);
+        self.lock_issuers().retain(|(iss, _), _| iss != issuer);
     }
 
     /// The issuer's keys: cached while fresh, else fetched (configuration, then JWKS) and
     /// cached.
     pub async fn keys(&self, issuer: &Issuer) -> Result<Arc<Jwks>, KeyDiscoveryError> {
-        let slot = self.slot(issuer);
-        let mut keys = slot.lock().await;
-        if let Some(jwks) = keys.fresh(self.clock.now()) {
-            tracing::debug!(
-                origin = %origin(issuer.url()),
-                path = issuer.url().path(),
-                cache = "hit",
-                "issuer keys from the cache"
-            );
-            return Ok(Arc::clone(jwks));
-        }
+        let key = slot_key(issuer);
+        let (result, outcome) = self
+            .keys
+            .get_or_load_traced(&key, self.load(issuer, key.clone(), false))
+            .await;
         tracing::debug!(
             origin = %origin(issuer.url()),
             path = issuer.url().path(),
-            cache = "miss",
-            "issuer keys not cached or expired; fetching"
+            cache = if outcome == CacheOutcome::Hit { "hit" } else { "miss" },
+            "issuer keys"
         );
-        let jwks_uri = fetch_openid_configuration(&self.http, issuer)
-            .await?
-            .jwks_uri;
-        self.fetch_into(&mut keys, jwks_uri).await
+        result.map_err(|f| failure(issuer, f))
     }
 
     /// Fetches the issuer's JWKS again because `stale` (what [`keys`](Self::keys) returned)
@@ -215,21 +235,22 @@ impl JwksCache {
         issuer: &Issuer,
         stale: &Arc<Jwks>,
     ) -> Result<Option<Arc<Jwks>>, KeyDiscoveryError> {
-        let slot = self.slot(issuer);
-        let mut keys = slot.lock().await;
-        let now = self.clock.now();
-        if let Some(current) = keys.fresh(now) {
-            if !Arc::ptr_eq(current, stale) {
-                // Another caller refetched while this one waited for the lock.
-                return Ok(Some(Arc::clone(current)));
+        let key = slot_key(issuer);
+        if let Some(current) = self.keys.get(&key) {
+            if !Arc::ptr_eq(&current, stale) {
+                // Another caller refetched meanwhile.
+                return Ok(Some(current));
             }
         }
-        if let Some(last) = keys.last_forced_refetch {
+        let now = self.clock.now();
+        {
+            let mut issuers = self.lock_issuers();
+            let state = issuers.entry(key.clone()).or_default();
             // A clock that went backwards counts as the interval having passed.
-            if now
-                .duration_since(last)
-                .is_ok_and(|elapsed| elapsed < self.refetch_interval)
-            {
+            if state.last_forced_refetch.is_some_and(|last| {
+                now.duration_since(last)
+                    .is_ok_and(|elapsed| elapsed < self.refetch_interval)
+            }) {
                 tracing::debug!(
                     origin = %origin(issuer.url()),
                     path = issuer.url().path(),
@@ -237,71 +258,96 @@ impl JwksCache {
                 );
                 return Ok(None);
             }
+            // Recorded before the fetch, so that failed refetches are rate-limited too.
+            state.last_forced_refetch = Some(now);
         }
         tracing::info!(
             origin = %origin(issuer.url()),
             path = issuer.url().path(),
             "unknown kid: refetching the issuer's JWKS"
         );
-        // Recorded before the fetch, so that failed refetches are rate-limited too.
-        keys.last_forced_refetch = Some(now);
-        let jwks_uri = match keys.jwks_uri.clone() {
-            Some(uri) => uri,
-            None => {
-                fetch_openid_configuration(&self.http, issuer)
-                    .await?
-                    .jwks_uri
-            }
-        };
-        self.fetch_into(&mut keys, jwks_uri).await.map(Some)
+        let (result, _) = self
+            .keys
+            .get_or_load_unless(
+                &key,
+                |current| Arc::ptr_eq(current, stale),
+                self.load(issuer, key.clone(), true),
+            )
+            .await;
+        result.map(Some).map_err(|f| failure(issuer, f))
     }
 
-    /// Fetches the JWKS at `jwks_uri` and keeps it in `keys` for its lifetime.
-    async fn fetch_into(
-        &self,
-        keys: &mut IssuerKeys,
-        jwks_uri: Url,
-    ) -> Result<Arc<Jwks>, KeyDiscoveryError> {
-        let (jwks, headers) = fetch_jwks_with_headers(&self.http, &jwks_uri).await?;
-        let jwks = Arc::new(jwks);
-        // Past the end of time the keys are used for this call only.
-        keys.jwks = Expiring::new(
-            Arc::clone(&jwks),
-            self.clock.now(),
-            self.ttl.ttl_of(&headers),
-        );
-        keys.jwks_uri = Some(jwks_uri);
-        Ok(jwks)
+    /// The load of an issuer's keys: its configuration (unless `reuse_uri` and the JWKS URL is
+    /// known), then the JWKS, kept for its lifetime.
+    fn load(&self, issuer: &Issuer, key: SlotKey, reuse_uri: bool) -> impl FnOnce() -> LoadFuture {
+        let this = self.clone();
+        let issuer = issuer.clone();
+        move || {
+            Box::pin(async move {
+                let known = reuse_uri
+                    .then(|| {
+                        this.lock_issuers()
+                            .get(&key)
+                            .and_then(|s| s.jwks_uri.clone())
+                    })
+                    .flatten();
+                let jwks_uri = match known {
+                    Some(uri) => uri,
+                    None => {
+                        fetch_openid_configuration(&this.http, &issuer)
+                            .await?
+                            .jwks_uri
+                    }
+                };
+                let (jwks, headers) = fetch_jwks_with_headers(&this.http, &jwks_uri).await?;
+                this.remember_uri(key, jwks_uri);
+                // Past the end of time the keys are used for this call only.
+                let now = this.clock.now();
+                let expires_at = now.checked_add(this.ttl.ttl_of(&headers)).unwrap_or(now);
+                Ok(Expiring::new(Arc::new(jwks), expires_at))
+            })
+        }
     }
 
-    fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<SlotKey, Slot>> {
+    fn remember_uri(&self, key: SlotKey, uri: Url) {
+        let mut issuers = self.lock_issuers();
+        if issuers.len() >= MAX_CACHED_ISSUERS && !issuers.contains_key(&key) {
+            // A guard against growth rather than a policy: issuers are few (an allow-list).
+            issuers.clear();
+        }
+        issuers.entry(key).or_default().jwks_uri = Some(uri);
+    }
+
+    fn lock_issuers(&self) -> std::sync::MutexGuard<'_, HashMap<SlotKey, IssuerState>> {
         // Every operation on the map is a single insert, lookup or removal, so it stays
         // consistent whatever panicked while holding the lock.
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+        self.issuers.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    fn slot(&self, issuer: &Issuer) -> Slot {
-        let mut slots = self.lock_slots();
-        let key = (issuer.as_str().to_owned(), issuer.insecure_http());
-        if let Some(slot) = slots.get(&key) {
-            return Arc::clone(slot);
+fn slot_key(issuer: &Issuer) -> SlotKey {
+    (issuer.as_str().to_owned(), issuer.insecure_http())
+}
+
+/// The caller's error: the shared fetch error, or the time limit as a transport timeout.
+fn failure(issuer: &Issuer, failure: Failure) -> KeyDiscoveryError {
+    match failure {
+        Failure::Failed(e) => e,
+        Failure::TimedOut(LoadTimedOut(limit)) => {
+            let uri = issuer
+                .url()
+                .as_str()
+                .parse::<http::Uri>()
+                .unwrap_or_default();
+            KeyDiscoveryError::new(
+                KeyDocument::Jwks,
+                issuer.url(),
+                KeyFetchError::Http(Arc::new(HttpError::new(
+                    HttpErrorKind::Timeout,
+                    &uri,
+                    format!("fetching the issuer's keys took longer than {limit:?}"),
+                ))),
+            )
         }
-        if slots.len() >= MAX_CACHED_ISSUERS {
-            // Drop the idle entries (held by the map alone, lock free) that are expired; if the
-            // map is still full, every idle entry. Issuers are few (an allow-list), so this is
-            // a guard against growth rather than a policy.
-            let now = self.clock.now();
-            let idle_expired = |slot: &Slot| {
-                Arc::strong_count(slot) == 1
-                    && slot.try_lock().is_ok_and(|keys| keys.fresh(now).is_none())
-            };
-            slots.retain(|_, slot| !idle_expired(slot));
-            if slots.len() >= MAX_CACHED_ISSUERS {
-                slots.retain(|_, slot| Arc::strong_count(slot) > 1);
-            }
-        }
-        let slot = Slot::default();
-        slots.insert(key, Arc::clone(&slot));
-        slot
     }
 }

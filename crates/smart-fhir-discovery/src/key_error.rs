@@ -1,6 +1,7 @@
 //! Errors of OpenID configuration and JWKS fetching.
 
 use std::fmt;
+use std::sync::Arc;
 
 use smart_fhir_core::{HttpError, UrlError};
 
@@ -24,7 +25,7 @@ impl fmt::Display for KeyDocument {
 }
 
 /// Why the OpenID configuration or the JWKS could not be obtained.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyFetchError {
     /// The request could not be built.
@@ -35,7 +36,7 @@ pub enum KeyFetchError {
     },
     /// The transport failed.
     #[error("the request failed")]
-    Http(#[source] HttpError),
+    Http(#[source] Arc<HttpError>),
     /// The server answered with a status other than 2xx (redirects are not followed).
     #[error("HTTP {status}: {excerpt}")]
     Status {
@@ -69,7 +70,7 @@ impl KeyFetchError {
 
 /// A failed fetch of an issuer's OpenID configuration or JWKS: which document, from where, and
 /// why.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("cannot get the issuer's {document} from {url}")]
 #[non_exhaustive]
 pub struct KeyDiscoveryError {

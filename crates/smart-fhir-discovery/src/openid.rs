@@ -5,6 +5,7 @@
 //! [`parse_openid_configuration`] reads the response; the thin async
 //! [`fetch_openid_configuration`] does the I/O through an [`HttpClient`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -217,6 +218,6 @@ pub async fn fetch_openid_configuration(
     let request = openid_configuration_request(issuer).map_err(fail)?;
     let response = send(client, request, &url, "OpenID configuration")
         .await
-        .map_err(|e| fail(KeyFetchError::Http(e)))?;
+        .map_err(|e| fail(KeyFetchError::Http(Arc::new(e))))?;
     parse_openid_configuration(issuer, response).map_err(fail)
 }

@@ -113,6 +113,12 @@ pub enum OAuthError {
     Store(#[source] Arc<StoreError>),
 }
 
+impl From<smart_fhir_core::LoadTimedOut> for OAuthError {
+    fn from(e: smart_fhir_core::LoadTimedOut) -> Self {
+        Self::Timeout(e.0)
+    }
+}
+
 impl From<HttpError> for OAuthError {
     fn from(e: HttpError) -> Self {
         Self::Http(Arc::new(e))

@@ -148,8 +148,17 @@ async fn sc_4_10_long_request_uses_form_post_when_advertised() {
             .unwrap()
             .push(json!("authorize-post"));
     });
-    // A new client: the first one cached the old discovery document.
-    let app = AppLaunch::new(s.builder().scope(long_scope).build().unwrap());
+    // A new client with a discovery cache of its own: the transport's cache, shared with the
+    // first client, holds the old discovery document.
+    let own =
+        std::sync::Arc::new(smart_fhir_discovery::DiscoveryCache::builder(s.http.clone()).build());
+    let app = AppLaunch::new(
+        s.builder()
+            .scope(long_scope)
+            .discovery_cache(own)
+            .build()
+            .unwrap(),
+    );
     let req = app.launch("sess-1", BASE, "l").await.unwrap();
     let AuthorizeRequest::FormPost { action, fields } = &req else {
         panic!("expected a form post, got {req:?}");

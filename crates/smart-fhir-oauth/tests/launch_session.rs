@@ -351,3 +351,69 @@ async fn debug_is_redacted() {
         "a new launch is needed: no signed-in session"
     );
 }
+
+/// SC-4.32, P12 across processes: process B sends the old refresh token after process A (which
+/// took over B's expired lease) rotated it; the server refuses it with `invalid_grant`, and B
+/// re-reads the store and uses A's newer token instead of failing the user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn p12_invalid_grant_after_another_process_rotated_uses_the_stored_token() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc, Mutex};
+
+    let s = Setup::new();
+    let process = || {
+        AppLaunch::new(
+            s.builder()
+                .refresh_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        )
+    };
+    let (app_a, app_b) = (process(), process());
+    let a = signed_in(&app_a, "sess-1").await;
+    let b = app_b.ready("sess-1").await.unwrap();
+
+    // The refresh token the server still accepts (it refuses any older one), and a gate that
+    // holds B's refresh at the server until A has rotated.
+    let valid = Arc::new(AtomicUsize::new(1));
+    let (arrived_tx, arrived) = mpsc::channel::<()>();
+    let (release, gate) = mpsc::channel::<()>();
+    let (arrived_tx, gate) = (Mutex::new(arrived_tx), Mutex::new(gate));
+    {
+        let valid = Arc::clone(&valid);
+        s.server.on_token(move |n, req| {
+            if n == 2 {
+                arrived_tx.lock().unwrap().send(()).unwrap();
+                gate.lock().unwrap().recv().unwrap();
+            }
+            let current = format!("rt-{}", valid.load(Ordering::SeqCst));
+            if req.field("refresh_token") != Some(current.as_str()) {
+                return (400, json!({"error": "invalid_grant"}));
+            }
+            valid.store(n, Ordering::SeqCst);
+            (200, token_body(n))
+        });
+    }
+    s.clock.advance(Duration::from_secs(3600));
+
+    // B refreshes with rt-1; its request waits at the server.
+    let b_task = tokio::spawn(async move { b.access_token().await });
+    tokio::task::spawn_blocking(move || arrived.recv().unwrap())
+        .await
+        .unwrap();
+    // B's lease expires (by the store's clock): A takes over and rotates rt-1 to rt-3.
+    s.clock.advance(Duration::from_secs(10));
+    assert!(a.access_token().await.unwrap().ct_eq("at-3"));
+    // The server now refuses B's rt-1: B uses the session A stored.
+    release.send(()).unwrap();
+    let token = b_task.await.unwrap().expect("B uses A's rotation");
+    assert!(token.ct_eq("at-3"));
+    let sent: Vec<_> = refreshes(&s)
+        .iter()
+        .map(|r| r.field("refresh_token").unwrap().to_owned())
+        .collect();
+    assert_eq!(sent, ["rt-1", "rt-1"], "one refused, one rotated");
+    // The session lives on with the rotated refresh token.
+    let again = app_b.ready("sess-1").await.unwrap();
+    assert!(again.access_token().await.unwrap().ct_eq("at-3"));
+}

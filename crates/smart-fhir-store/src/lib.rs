@@ -11,6 +11,10 @@
 //!   [`MemorySessionStore`] implements it in memory, `FileSessionStore` (feature `file`) in a
 //!   file only its owner can read. Both pass one contract test suite, `contract` (feature
 //!   `contract-tests`), which a store in another crate runs too.
+//! * The lease protocol ([`acquire_or_wait`], [`LeaseGuard`]): one implementation of acquire
+//!   with expiry, release by the holder only, bounded wait with backoff and takeover of a dead
+//!   holder's lease, over a [`LeaseBackend`]: [`TokenStoreLease`] (Backend Services token
+//!   renewal) or [`SessionStoreLease`] (App Launch session refresh).
 //! * [`StoredToken::launch_context`] keeps the launch context of an App Launch token response
 //!   (`patient`, `encounter`, `fhirContext`, ...) as the server sent it; `smart-fhir-oauth`
 //!   reads it into a typed `LaunchContext`.
@@ -71,6 +75,7 @@ pub mod contract;
 mod error;
 #[cfg(feature = "file")]
 mod file;
+mod lease;
 mod session;
 mod token;
 mod token_store;
@@ -78,6 +83,10 @@ mod token_store;
 pub use error::{BoxError, StoreError};
 #[cfg(feature = "file")]
 pub use file::FileSessionStore;
+pub use lease::{
+    acquire_or_wait, Acquired, LeaseBackend, LeaseGuard, LeaseOptions, SessionStoreLease,
+    TokenStoreLease, FIRST_BACKOFF, MAX_BACKOFF,
+};
 pub use session::{
     MemorySessionStore, SessionStore, SharedSessionStore, DEFAULT_MAX_SESSION_ENTRIES,
 };

@@ -149,9 +149,10 @@ async fn errors_are_not_cached() {
     );
     let cache = cache_with(&server, &FixedClock::at_unix(1_700_000_000));
     let b = base(SANDBOX_BASE);
+    let failed = cache.get(&b).await.unwrap_err();
     assert!(matches!(
-        cache.get(&b).await,
-        Err(DiscoveryError::Status { status: 503, .. })
+        *failed,
+        DiscoveryError::Status { status: 503, .. }
     ));
     assert!(cache.get(&b).await.is_ok());
     assert_eq!(server.count(), 2);
@@ -207,4 +208,27 @@ async fn a_full_cache_evicts_the_entry_closest_to_expiry() {
     assert_eq!(server.count(), 3);
     cache.get(&base(bases[0])).await.unwrap();
     assert_eq!(server.count(), 4);
+}
+
+/// SC-1.4, memory for many tenants: clients of one transport share one cache (one request for
+/// one server); another transport gets its own.
+#[tokio::test]
+async fn one_cache_per_transport() {
+    let server =
+        Arc::new(FakeServer::new().on(&well_known(SANDBOX_BASE), answer(200, SANDBOX_WELL_KNOWN)));
+    let client: Arc<dyn HttpClient> = server.clone();
+    let transport = SharedHttpClient::from_arc(client);
+    let clock = SharedClock::new(FixedClock::at_unix(1_700_000_000));
+    let b = base(SANDBOX_BASE);
+    let first = DiscoveryCache::for_transport(&transport, &clock);
+    let second = DiscoveryCache::for_transport(&transport.clone(), &clock);
+    assert!(Arc::ptr_eq(&first, &second));
+    let a = first.get(&b).await.unwrap();
+    let c = second.get(&b).await.unwrap();
+    assert!(Arc::ptr_eq(&a, &c));
+    assert_eq!(server.count(), 1);
+
+    let other: Arc<dyn HttpClient> = Arc::new(FakeServer::new());
+    let other = DiscoveryCache::for_transport(&SharedHttpClient::from_arc(other), &clock);
+    assert!(!Arc::ptr_eq(&first, &other));
 }

@@ -52,7 +52,9 @@ impl Subscriber for Capture {
 fn captured<F: std::future::Future<Output = ()>>(flow: impl FnOnce() -> F) -> Vec<String> {
     let capture = Capture::default();
     tracing::subscriber::with_default(capture.clone(), || {
+        // The caches bound their loads with Tokio's timer.
         tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap()
             .block_on(flow());

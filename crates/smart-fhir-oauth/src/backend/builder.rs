@@ -1,14 +1,15 @@
 //! [`BackendServicesBuilder`]: the configuration of a Backend Services token source, checked.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use smart_fhir_core::{
-    Clock, FhirBaseUrl, HttpClient, InsecureHttp, SharedClock, SharedHttpClient,
+    Clock, ExpiringCache, FhirBaseUrl, HttpClient, InsecureHttp, SharedClock, SharedHttpClient,
 };
+use smart_fhir_discovery::DiscoveryCache;
 use smart_fhir_scopes::ScopeSet;
-use smart_fhir_store::{MemoryTokenStore, SharedTokenStore, TokenStore};
+use smart_fhir_store::{MemoryTokenStore, SharedTokenStore, TokenStore, TokenStoreLease};
 use tokio::sync::OnceCell;
 use url::Url;
 
@@ -26,6 +27,7 @@ impl BackendServices {
             credential: None,
             token_endpoint: None,
             http: None,
+            discovery: None,
             store: None,
             clock: None,
             renewal_buffer: DEFAULT_RENEWAL_BUFFER,
@@ -45,6 +47,7 @@ pub struct BackendServicesBuilder {
     credential: Option<PrivateKeyJwt>,
     token_endpoint: Option<String>,
     http: Option<SharedHttpClient>,
+    discovery: Option<Arc<DiscoveryCache>>,
     store: Option<SharedTokenStore>,
     clock: Option<SharedClock>,
     renewal_buffer: Duration,
@@ -101,6 +104,16 @@ impl BackendServicesBuilder {
     /// The transport (required): usually `smart_fhir_http::HyperHttpClient`.
     pub fn http_client(mut self, http: impl HttpClient + 'static) -> Self {
         self.http = Some(SharedHttpClient::new(http));
+        self
+    }
+
+    /// Where the server's SMART configuration is discovered and kept. Default: the cache of the
+    /// transport ([`DiscoveryCache::for_transport`]), shared by every client built with the same
+    /// shared transport, so that a thousand tenants of one server make one discovery request and
+    /// keep one copy of the configuration. Give a cache of its own to a client that must not
+    /// share (another clock, other discovery options).
+    pub fn discovery_cache(mut self, cache: Arc<DiscoveryCache>) -> Self {
+        self.discovery = Some(cache);
         self
     }
 
@@ -189,6 +202,12 @@ impl BackendServicesBuilder {
         let store = self
             .store
             .unwrap_or_else(|| SharedTokenStore::new(MemoryTokenStore::new()));
+        let discovery = self
+            .discovery
+            .unwrap_or_else(|| DiscoveryCache::for_transport(&http, &clock));
+        let lease = TokenStoreLease::new(store.clone(), store_key.clone());
+        // One key (this client's token); the load timeout bounds one acquisition in all.
+        let cache = ExpiringCache::new(clock.clone(), self.renewal_buffer, self.load_timeout, 1);
         Ok(BackendServices {
             inner: Arc::new(Inner {
                 fhir_base,
@@ -200,14 +219,15 @@ impl BackendServicesBuilder {
                 explicit_endpoint: token_endpoint,
                 skip_fit_check: self.skip_fit_check,
                 http,
+                discovery,
                 store,
                 store_key,
+                lease,
                 clock,
                 renewal_buffer: self.renewal_buffer,
                 load_timeout: self.load_timeout,
                 endpoint: OnceCell::new(),
-                cached: RwLock::new(None),
-                flight: Mutex::new(None),
+                cache,
             }),
         })
     }

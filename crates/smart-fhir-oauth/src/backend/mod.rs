@@ -2,16 +2,20 @@
 //! client assertion, cached, renewed before expiry, single flight.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use smart_fhir_core::{AccessToken, Clock, FhirBaseUrl, SharedClock, SharedHttpClient};
 use smart_fhir_core::{AccessTokenProvider, ProviderError, ProviderErrorKind};
-use smart_fhir_discovery::{ClientProfile, SmartConfiguration};
+use smart_fhir_core::{CacheOutcome, Expiring, ExpiringCache};
+use smart_fhir_discovery::{ClientProfile, DiscoveryCache, SmartConfiguration};
 use smart_fhir_jwt::{Algorithm, AssertionSigner};
 use smart_fhir_scopes::{ScopeDiff, ScopeSet};
-use smart_fhir_store::{SharedTokenStore, StoredToken, TokenStore};
+use smart_fhir_store::{
+    acquire_or_wait, Acquired, LeaseOptions, SharedTokenStore, StoredToken, TokenStore,
+    TokenStoreLease,
+};
 use tokio::sync::OnceCell;
 use url::Url;
 
@@ -20,10 +24,8 @@ use crate::error::OAuthError;
 use crate::token::{client_credentials_request, exchange};
 
 mod builder;
-mod lease;
 
 pub use builder::BackendServicesBuilder;
-use lease::LeaseGuard;
 
 /// How long before expiry a token is renewed, by default.
 pub const DEFAULT_RENEWAL_BUFFER: Duration = Duration::from_secs(30);
@@ -56,14 +58,19 @@ struct Inner {
     explicit_endpoint: Option<(Url, String)>,
     skip_fit_check: bool,
     http: SharedHttpClient,
+    /// Where the server's configuration comes from: shared by every client of the transport
+    /// unless the builder was given another.
+    discovery: Arc<DiscoveryCache>,
     store: SharedTokenStore,
     store_key: String,
+    lease: TokenStoreLease,
     clock: SharedClock,
     renewal_buffer: Duration,
     load_timeout: Duration,
+    /// The endpoint and signer, prepared once (the first token request).
     endpoint: OnceCell<Endpoint>,
-    cached: RwLock<Option<StoredToken>>,
-    flight: Mutex<Option<Arc<Flight>>>,
+    /// The token in memory, renewed a buffer before expiry, one load at a time.
+    cache: ExpiringCache<(), Arc<StoredToken>, OAuthError>,
 }
 
 /// The resolved token endpoint and the signer prepared for it.
@@ -73,14 +80,8 @@ struct Endpoint {
     /// (SC-2.10).
     audience: String,
     signer: AssertionSigner,
-    configuration: Option<SmartConfiguration>,
-}
-
-/// One token acquisition shared by every caller that arrives while it runs; each gets a clone
-/// of its result or of its error.
-#[derive(Default)]
-struct Flight {
-    result: OnceCell<Result<StoredToken, OAuthError>>,
+    /// Shared with every client of the server (see [`DiscoveryCache::for_transport`]).
+    configuration: Option<Arc<SmartConfiguration>>,
 }
 
 impl fmt::Debug for BackendServices {
@@ -112,18 +113,18 @@ impl BackendServices {
 
     /// The current token with its expiry and granted scope, fetching one if needed.
     pub async fn token(&self) -> Result<StoredToken, OAuthError> {
-        self.inner.token().await
+        Ok(StoredToken::clone(&*Inner::token(&self.inner).await?))
     }
 
     /// The current access token, fetching one if needed.
     pub async fn access_token(&self) -> Result<AccessToken, OAuthError> {
-        self.inner.access_token().await
+        Inner::access_token(&self.inner).await
     }
 
     /// The scopes the server granted with the current token (SC-3.4, SC-5.13), fetching a token
     /// if needed. Scopes the grammar does not know are kept aside, not failed on.
     pub async fn granted_scopes(&self) -> Result<ScopeSet, OAuthError> {
-        let token = self.inner.token().await?;
+        let token = Inner::token(&self.inner).await?;
         Ok(ScopeSet::parse_lenient(token.scope.as_deref().unwrap_or("")).into_scopes())
     }
 
@@ -150,7 +151,7 @@ impl BackendServices {
         self.inner
             .endpoint
             .get()
-            .and_then(|e| e.configuration.as_ref())
+            .and_then(|e| e.configuration.as_deref())
     }
 
     /// The token endpoint, once resolved.
@@ -160,135 +161,83 @@ impl BackendServices {
 }
 
 impl Inner {
-    fn buffer_for(&self, token: &StoredToken) -> Duration {
+    /// Whether `token` is usable at `now`: not within the renewal buffer of its expiry, the
+    /// buffer capped at half its lifetime (SC-3.8).
+    fn usable(&self, token: &StoredToken) -> bool {
         let lifetime = token
             .expires_at
             .duration_since(token.issued_at)
             .unwrap_or(Duration::ZERO);
-        self.renewal_buffer.min(lifetime / 2)
+        !token.expires_within(self.clock.now(), self.renewal_buffer.min(lifetime / 2))
     }
 
-    fn usable(&self, token: &StoredToken, now: SystemTime) -> bool {
-        !token.expires_within(now, self.buffer_for(token))
-    }
-
-    /// The cached access token alone, when usable: the per-request fast path, which copies no
-    /// secret and no other field.
-    fn cached_access_token(&self) -> Option<AccessToken> {
-        let now = self.clock.now();
-        let guard = self.cached.read().unwrap_or_else(|p| p.into_inner());
-        guard
-            .as_ref()
-            .filter(|t| self.usable(t, now))
-            .map(|t| t.access_token.clone())
-    }
-
-    async fn access_token(&self) -> Result<AccessToken, OAuthError> {
-        match self.cached_access_token() {
+    /// The access token: from memory when fresh (the per-request fast path, which copies the
+    /// access token alone), else from the one shared load.
+    async fn access_token(self: &Arc<Self>) -> Result<AccessToken, OAuthError> {
+        match self.cache.get(&()) {
             Some(t) => {
                 tracing::trace!(cache = "hit", "Backend Services token");
-                Ok(t)
+                Ok(t.access_token.clone())
             }
-            None => Ok(self.token().await?.access_token),
+            None => Ok(Self::token(self).await?.access_token.clone()),
         }
     }
 
-    fn cached_usable(&self, now: SystemTime) -> Option<StoredToken> {
-        let guard = self.cached.read().unwrap_or_else(|p| p.into_inner());
-        guard.as_ref().filter(|t| self.usable(t, now)).cloned()
-    }
-
-    async fn token(&self) -> Result<StoredToken, OAuthError> {
-        if let Some(t) = self.cached_usable(self.clock.now()) {
-            return Ok(t);
-        }
-        tracing::debug!(
-            cache = "miss",
-            fhir_base = self.fhir_base.as_str(),
-            "Backend Services token"
-        );
-        let flight = {
-            let mut slot = self.flight.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(t) = self.cached_usable(self.clock.now()) {
-                return Ok(t);
-            }
-            slot.get_or_insert_with(|| Arc::new(Flight::default()))
-                .clone()
-        };
-        // `get_or_init` runs one initialiser at a time: every caller that joined this flight waits
-        // for it. If the caller running it is cancelled, the next waiter takes over.
-        let result = flight
-            .result
-            .get_or_init(|| async {
-                match tokio::time::timeout(self.load_timeout, self.acquire()).await {
-                    Ok(result) => result,
-                    Err(_) => Err(OAuthError::Timeout(self.load_timeout)),
-                }
+    /// The token: from memory when fresh, else loaded once for every caller that asks while
+    /// the load runs (the one expiring cache, [`ExpiringCache`]).
+    async fn token(self: &Arc<Self>) -> Result<Arc<StoredToken>, OAuthError> {
+        let inner = Arc::clone(self);
+        let (result, outcome) = self
+            .cache
+            .get_or_load_traced(&(), move || async move {
+                tracing::debug!(
+                    cache = "miss",
+                    fhir_base = inner.fhir_base.as_str(),
+                    "Backend Services token"
+                );
+                let token = inner.acquire().await?;
+                let expires_at = token.expires_at;
+                Ok(Expiring::new(Arc::new(token), expires_at))
             })
-            .await
-            .clone();
-        {
-            let mut slot = self.flight.lock().unwrap_or_else(|p| p.into_inner());
-            if slot.as_ref().is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-                *slot = None;
-            }
+            .await;
+        if outcome == CacheOutcome::Hit {
+            tracing::trace!(cache = "hit", "Backend Services token");
         }
         result
     }
 
-    /// Gets a token from the store (another process may have fetched one) or from the server.
+    /// Gets a token from the store (another process may have fetched one) or from the server,
+    /// under the store's lease (the one lease protocol of `smart-fhir-store`): the holder
+    /// fetches; the others wait for its result in the store, take the lease when it is freed,
+    /// and fetch themselves if neither happens within half the load timeout.
     async fn acquire(&self) -> Result<StoredToken, OAuthError> {
-        if let Some(t) = self.usable_from_store().await? {
-            tracing::debug!(
-                cache = "store",
-                "Backend Services token found in the token store"
-            );
-            return Ok(t);
-        }
-        // Cross-process single flight: the lease holder fetches; others wait for its result in
-        // the store, take the lease when it is freed, and fetch themselves if neither happens in
-        // time.
-        let mut lease = self.try_lease().await?;
-        if lease.is_none() {
-            let deadline = self.load_timeout / 2;
-            let mut waited = Duration::ZERO;
-            let mut step = Duration::from_millis(25);
-            while waited < deadline {
-                tokio::time::sleep(step).await;
-                waited += step;
-                step = (step * 2).min(Duration::from_millis(500));
-                if let Some(t) = self.usable_from_store().await? {
-                    return Ok(t);
-                }
-                lease = self.try_lease().await?;
-                if lease.is_some() {
-                    break;
-                }
+        let options = LeaseOptions {
+            ttl: self.load_timeout,
+            max_wait: self.load_timeout / 2,
+        };
+        let lease = match acquire_or_wait(&self.lease, options, || self.usable_from_store()).await?
+        {
+            Acquired::Ready(token) => {
+                tracing::debug!(
+                    cache = "store",
+                    "Backend Services token found in the token store"
+                );
+                return Ok(token);
             }
-        }
+            Acquired::Held(lease) => Some(lease),
+            Acquired::WaitedOut => None,
+        };
         let token = self.fetch().await?;
         self.store
             .set(&self.store_key, token.clone())
             .await
             .map_err(OAuthError::from)?;
-        *self.cached.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
-        // Released only after the token is stored, so that the next holder finds it.
+        // Released only after the token is stored, so that the next holder finds it. A lease
+        // whose fetch was cancelled or failed is released on drop.
         if let Some(lease) = lease {
             lease.release().await;
         }
         Ok(token)
-    }
-
-    async fn try_lease(&self) -> Result<Option<LeaseGuard>, OAuthError> {
-        let lease = self
-            .store
-            .try_acquire_lease(&self.store_key, self.load_timeout)
-            .await
-            .map_err(OAuthError::from)?;
-        Ok(lease.map(|lease| LeaseGuard {
-            store: self.store.clone(),
-            lease: Some(lease),
-        }))
     }
 
     async fn usable_from_store(&self) -> Result<Option<StoredToken>, OAuthError> {
@@ -297,13 +246,7 @@ impl Inner {
             .get(&self.store_key)
             .await
             .map_err(OAuthError::from)?;
-        match stored {
-            Some(t) if self.usable(&t, self.clock.now()) => {
-                *self.cached.write().unwrap_or_else(|p| p.into_inner()) = Some(t.clone());
-                Ok(Some(t))
-            }
-            _ => Ok(None),
-        }
+        Ok(stored.filter(|t| self.usable(t)))
     }
 
     /// One token request with a freshly signed assertion (SC-2.11, SC-3.2).
@@ -338,9 +281,11 @@ impl Inner {
         let (url, audience, configuration) = match &self.explicit_endpoint {
             Some((url, spelled)) => (url.clone(), spelled.clone(), None),
             None => {
-                let config = smart_fhir_discovery::discover(&self.http, &self.fhir_base)
+                let config = self
+                    .discovery
+                    .get(&self.fhir_base)
                     .await
-                    .map_err(OAuthError::from)?;
+                    .map_err(OAuthError::Discovery)?;
                 (
                     config.token_endpoint().clone(),
                     config.token_endpoint_as_advertised().to_owned(),
@@ -378,15 +323,8 @@ impl Inner {
     }
 
     async fn reject(&self, token: &AccessToken) {
-        {
-            let mut cached = self.cached.write().unwrap_or_else(|p| p.into_inner());
-            if cached
-                .as_ref()
-                .is_some_and(|t| t.access_token.ct_eq(token.secret()))
-            {
-                *cached = None;
-            }
-        }
+        self.cache
+            .invalidate_if(&(), |t| t.access_token.ct_eq(token.secret()));
         // Compare-and-delete: a newer token stored meanwhile stays.
         let _ = self
             .store
@@ -398,7 +336,7 @@ impl Inner {
 #[async_trait]
 impl AccessTokenProvider for BackendServices {
     async fn access_token(&self) -> Result<AccessToken, ProviderError> {
-        self.inner.access_token().await.map_err(|e| {
+        Inner::access_token(&self.inner).await.map_err(|e| {
             let kind = if e.is_invalid_client() {
                 ProviderErrorKind::Rejected
             } else {

@@ -112,7 +112,11 @@ impl AppLaunch {
             ehr = launch.is_some(),
             "App Launch start"
         );
-        let server = cfg.discovery.get(&base).await.map_err(LaunchError::from)?;
+        let server = cfg
+            .discovery
+            .get(&base)
+            .await
+            .map_err(LaunchError::Discovery)?;
         let authorization_endpoint = server
             .require_authorization_endpoint()
             .map_err(LaunchError::from)?

@@ -296,8 +296,10 @@ impl LaunchClientConfigBuilder {
         self
     }
 
-    /// A discovery cache to share with other clients (default: a new one on the transport and
-    /// clock).
+    /// Where servers' SMART configurations are discovered and kept. Default: the cache of the
+    /// transport ([`DiscoveryCache::for_transport`]), shared by every client (App Launch or
+    /// Backend Services) built with the same shared transport; give one of its own to a client
+    /// that must not share (another clock, other discovery options).
     pub fn discovery_cache(mut self, cache: Arc<DiscoveryCache>) -> Self {
         self.discovery = Some(cache);
         self
@@ -418,13 +420,9 @@ impl LaunchClientConfigBuilder {
         let store = self.store.unwrap_or_else(|| {
             SharedSessionStore::new(MemorySessionStore::new().with_clock(clock.clone()))
         });
-        let discovery = self.discovery.unwrap_or_else(|| {
-            Arc::new(
-                DiscoveryCache::builder(http.clone())
-                    .clock(clock.clone())
-                    .build(),
-            )
-        });
+        let discovery = self
+            .discovery
+            .unwrap_or_else(|| DiscoveryCache::for_transport(&http, &clock));
         let id_tokens = self
             .id_tokens
             .unwrap_or_else(|| IdTokenVerifier::new(http.clone(), clock.clone()));

@@ -207,6 +207,12 @@ impl LaunchError {
     }
 }
 
+impl From<smart_fhir_core::LoadTimedOut> for LaunchError {
+    fn from(e: smart_fhir_core::LoadTimedOut) -> Self {
+        Self::Token(crate::error::OAuthError::Timeout(e.0))
+    }
+}
+
 macro_rules! from_shared {
     ($($variant:ident($error:ty)),* $(,)?) => {$(
         impl From<$error> for LaunchError {

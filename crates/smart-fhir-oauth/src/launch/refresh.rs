@@ -2,13 +2,11 @@
 //! and refresh-token rotation (SC-4.29 – SC-4.32, P12).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
-use serde_json::{json, Value};
-use smart_fhir_core::Clock;
-use smart_fhir_core::RefreshToken;
-use smart_fhir_pkce::State;
-use smart_fhir_store::SessionStore;
+use serde_json::Value;
+use smart_fhir_core::{Clock, Expiring, RefreshToken};
+use smart_fhir_store::{acquire_or_wait, Acquired, LeaseOptions, SessionStore, SessionStoreLease};
 
 use crate::error::{OAuthError, OAuthErrorCode};
 use crate::launch::context::LaunchContext;
@@ -20,42 +18,27 @@ use crate::launch::state::SessionState;
 
 impl LaunchCore {
     /// A refresh of `session_id`, shared by every caller in this process that asks while it
-    /// runs.
+    /// runs (the one expiring cache, used for single flight alone).
     pub(crate) async fn refresh_shared(
         self: &Arc<Self>,
         session_id: &str,
     ) -> Result<Arc<SessionState>, LaunchError> {
-        let flight = {
-            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-            flights.entry(session_id.to_owned()).or_default().clone()
-        };
-        // `get_or_init` runs one initialiser at a time; if the caller running it is cancelled,
-        // the next waiter takes over.
-        let result = flight
-            .result
-            .get_or_init(|| async {
+        let core = Arc::clone(self);
+        let session = session_id.to_owned();
+        self.refreshes
+            .get_or_load(&session_id.to_owned(), move || async move {
                 // The refresh runs in a task of its own: a caller that gives up (a dropped
-                // request) must not abandon a refresh whose new refresh token the server may
-                // already have issued, nor leave the store lease held until it expires (P12).
-                let core = Arc::clone(self);
-                let session = session_id.to_owned();
+                // request; when every caller has, the cache drops the load) must not abandon a
+                // refresh whose new refresh token the server may already have issued, nor leave
+                // the store lease held until it expires (P12).
                 match tokio::spawn(async move { core.refresh(&session).await }).await {
-                    Ok(result) => result.map(Arc::new),
+                    // Not kept in memory: already due for renewal, it goes to this load's
+                    // waiters only.
+                    Ok(result) => result.map(|state| Expiring::new(Arc::new(state), UNIX_EPOCH)),
                     Err(_) => Err(LaunchError::RefreshInterrupted),
                 }
             })
             .await
-            .clone();
-        {
-            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-            if flights
-                .get(session_id)
-                .is_some_and(|f| Arc::ptr_eq(f, &flight))
-            {
-                flights.remove(session_id);
-            }
-        }
-        result
     }
 
     /// Gets a usable session: the stored one when another caller or process refreshed it
@@ -75,51 +58,40 @@ impl LaunchCore {
         result
     }
 
+    /// Cross-process single flight through the one lease protocol of `smart-fhir-store`:
+    /// whoever holds the session's lease refreshes; the others wait for its result in the
+    /// store. A holder that dies leaves a lease that expires.
     async fn refresh_inner(&self, session_id: &str) -> Result<SessionState, LaunchError> {
         let cfg = &self.config;
-        let store = &cfg.store;
-        let mut step = Duration::from_millis(25);
-        loop {
+        let lease = SessionStoreLease::new(cfg.store.clone(), session_id, LEASE_KEY);
+        let options = LeaseOptions {
+            ttl: cfg.refresh_timeout,
+            max_wait: cfg.refresh_timeout,
+        };
+        let ready = || async {
             let state = SessionState::load(&self.config, session_id)
                 .await?
                 .ok_or(LaunchError::RelaunchNeeded(RelaunchReason::NoSession))?;
             if state.usable(cfg.clock.now(), cfg.refresh_buffer) {
-                return Ok(state);
+                return Ok(Some(state));
             }
             if state.token.refresh_token.is_none() {
                 return Err(LaunchError::RelaunchNeeded(RelaunchReason::NoRefreshToken));
             }
-            // Cross-process single flight: whoever holds the lease refreshes; the others wait
-            // for its result in the store. A holder that dies leaves a lease that expires.
-            let holder = State::generate().map_err(LaunchError::from)?;
-            let lease = json!({ "holder": holder.as_str() });
-            let acquired = store
-                .compare_and_swap(
-                    session_id,
-                    LEASE_KEY,
-                    None,
-                    lease.clone(),
-                    cfg.refresh_timeout,
-                )
-                .await
-                .map_err(LaunchError::from)?;
-            if !acquired {
-                tokio::time::sleep(step).await;
-                step = (step * 2).min(Duration::from_millis(500));
-                continue;
+            Ok(None)
+        };
+        match acquire_or_wait(&lease, options, ready).await? {
+            Acquired::Ready(state) => Ok(state),
+            Acquired::Held(guard) => {
+                let result = self.refresh_holding_lease(session_id).await;
+                // Released once the new session is stored (or the refresh failed), and only if
+                // it is still ours.
+                guard.release().await;
+                result
             }
-            let result = self.refresh_holding_lease(session_id).await;
-            // Release the lease only if it is still ours; a zero time-to-live removes it.
-            let _ = store
-                .compare_and_swap(
-                    session_id,
-                    LEASE_KEY,
-                    Some(&lease),
-                    Value::Null,
-                    Duration::ZERO,
-                )
-                .await;
-            return result;
+            Acquired::WaitedOut => {
+                Err(LaunchError::Token(OAuthError::Timeout(cfg.refresh_timeout)))
+            }
         }
     }
 

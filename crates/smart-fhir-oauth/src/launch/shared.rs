@@ -1,14 +1,12 @@
 //! What every part of the flow shares: the configuration, the refreshes in flight, the client's
 //! authentication at the token endpoint, and the token exchange.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use smart_fhir_core::Clock;
+use smart_fhir_core::{Clock, ExpiringCache};
 use smart_fhir_jwt::{Algorithm, ClientAssertion};
 use smart_fhir_store::StoredToken;
-use tokio::sync::OnceCell;
 
 use crate::introspect::RevocationAuth;
 use crate::launch::config::{ClientAuth, LaunchClientConfig};
@@ -20,27 +18,32 @@ use crate::launch::state::SessionState;
 /// The longest session id accepted.
 const MAX_SESSION_ID: usize = 512;
 
-/// One refresh shared by every caller of a session that arrives while it runs; each gets the
-/// session it produced or a clone of its error.
-#[derive(Default)]
-pub(crate) struct RefreshFlight {
-    pub(crate) result: OnceCell<Result<Arc<SessionState>, LaunchError>>,
-}
+/// How many sessions may be refreshing at once in one process before finished entries are
+/// pruned (entries with a refresh in progress are never dropped).
+const MAX_REFRESHING_SESSIONS: usize = 4096;
 
 /// The shared state of an [`AppLaunch`](crate::AppLaunch) and its
 /// [`SessionClient`](crate::SessionClient)s.
 pub(crate) struct LaunchCore {
     pub(crate) config: LaunchClientConfig,
-    /// Refreshes in progress in this process, by session id (single flight).
-    pub(crate) flights: Mutex<HashMap<String, Arc<RefreshFlight>>>,
+    /// Refreshes in progress in this process, by session id: the one expiring cache
+    /// ([`ExpiringCache`]) used for single flight alone (a refreshed session is not kept in
+    /// memory; the store has it).
+    pub(crate) refreshes: ExpiringCache<String, Arc<SessionState>, LaunchError>,
 }
 
 impl LaunchCore {
     pub(crate) fn new(config: LaunchClientConfig) -> Self {
-        Self {
-            config,
-            flights: Mutex::new(HashMap::new()),
-        }
+        // The refresh task's own time limit (`refresh_timeout`) ends a refresh first, so that
+        // its waiters learn the outcome only once the task is over (the lease released, the
+        // rotation stored or abandoned); the cache's limit is a backstop a second later.
+        let refreshes = ExpiringCache::new(
+            config.clock.clone(),
+            config.refresh_buffer,
+            config.refresh_timeout + std::time::Duration::from_secs(1),
+            MAX_REFRESHING_SESSIONS,
+        );
+        Self { config, refreshes }
     }
 
     /// A fresh client assertion for `private_key_jwt` (SC-2.11), `aud` = the token endpoint as
