@@ -134,6 +134,18 @@ pub fn open_session_file(path: &Path) -> Result<(Arc<FileSessionStore>, LoginRec
         }
         failure
     };
+    // A FIFO or a device at the path would block or flood the store's read: only a regular
+    // file of a bounded size is handed to it (a missing file is the store's to report).
+    if path.exists() {
+        let meta = crate::files::check_regular(path, "a session file")?;
+        if meta.len() > crate::files::SESSION_FILE_LIMIT {
+            return Err(Failure::new(format!(
+                "{} is larger than {} (the limit for a session file)",
+                path.display(),
+                crate::files::human(crate::files::SESSION_FILE_LIMIT)
+            )));
+        }
+    }
     let store = FileSessionStore::open(path)
         .map_err(|e| cannot_use(&e))?
         .with_clock(SharedClock::new(SystemClock));

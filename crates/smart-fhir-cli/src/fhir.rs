@@ -236,17 +236,11 @@ fn failed(command: &str, e: &FhirError) -> Failure {
 
 /// Reads a JSON document from a file or stdin (`-`). The error never quotes the content.
 fn read_json(path: &Path) -> Result<Value> {
-    let (name, bytes) = if path == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| Failure::new(format!("cannot read stdin: {e}")))?;
-        ("stdin".to_owned(), buf)
-    } else {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?;
-        (path.display().to_string(), bytes)
-    };
+    let (name, bytes) = crate::files::read_input(
+        path,
+        "a resource, patch or Bundle",
+        crate::files::RESOURCE_LIMIT,
+    )?;
     serde_json::from_slice(&bytes).map_err(|e| {
         Failure::new(format!(
             "{name} is not valid JSON (line {}, column {})",

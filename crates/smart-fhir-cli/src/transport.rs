@@ -56,8 +56,11 @@ impl Transport {
     pub(crate) fn client(&self) -> Result<SharedHttpClient> {
         let mut b = HyperHttpClient::builder().insecure_http(self.policy());
         if let Some(path) = &self.ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?;
+            let pem = crate::files::read_file(
+                path,
+                "a PEM certificate file",
+                crate::files::CA_CERT_LIMIT,
+            )?;
             b = b.add_root_certificate_pem(pem);
         }
         let client = b
