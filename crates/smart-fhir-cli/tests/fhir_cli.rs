@@ -325,3 +325,58 @@ fn p7_http_base_without_opt_in() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--insecure-http"), "{}", stderr(&o));
 }
+
+/// Issue 11 §1 (`get Group/X` prints whatever came back): an answer of another resource type
+/// is refused, exit 1, and not printed.
+#[test]
+fn get_refuses_another_resource_type() {
+    let (base, _) = serve(vec![(200, patient("X"))]);
+    let o = cli(&["get", "Group/X"], &base, None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("answered with a Patient, not a Group"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).is_empty());
+}
+
+/// Issue 11 §1 (terminal escapes from server text): the human output of `discover` shows no
+/// control character the server sent; `--json` keeps the server's strings exact.
+#[test]
+fn discover_human_output_has_no_terminal_escapes() {
+    let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    let config = json!({
+        "issuer": format!("https://ehr.example/{hostile}"),
+        "token_endpoint": "http://127.0.0.1:9/token",
+        "authorization_endpoint": format!("http://127.0.0.1:9/auth{hostile}"),
+        "capabilities": [format!("launch-ehr{hostile}"), "client-confidential-asymmetric"],
+        "grant_types_supported": [format!("client_credentials{hostile}")],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "code_challenge_methods_supported": ["S256"]
+    });
+    for json_output in [false, true] {
+        let (base, _) = serve(vec![(200, config.clone())]);
+        let mut args = vec!["discover", base.as_str(), "--insecure-http"];
+        if json_output {
+            args.push("--json");
+        }
+        let o = Command::new(env!("CARGO_BIN_EXE_smart-fhir"))
+            .args(&args)
+            .env_remove("SMART_INSECURE_HTTP")
+            .output()
+            .expect("run smart-fhir");
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        if json_output {
+            let v: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["capabilities"][0], json!(format!("launch-ehr{hostile}")));
+        } else {
+            assert!(out.contains("launch-ehr"), "{out}");
+            assert!(
+                !out.contains(['\u{1b}', '\u{7}']),
+                "escape on stdout: {out:?}"
+            );
+        }
+    }
+}
