@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use clap::Args;
 use hyper::StatusCode;
+use smart_fhir_core::text::printable;
 use smart_fhir_core::{
     Clock, FhirBaseUrl, InsecureHttp, SharedClock, SharedHttpClient, SystemClock,
 };
@@ -155,15 +156,33 @@ pub fn logout(a: LogoutArgs) -> Result<u8> {
         &login,
         &base,
         SharedSessionStore::from_arc(store),
-        http,
+        http.clone(),
         SharedClock::new(SystemClock),
     )?;
-    let result = rt()?.block_on(app.logout(SESSION_ID));
+    let rt = rt()?;
+    // Whether the server can revoke tokens at all: without a revocation endpoint the flow
+    // only deletes them here, and the user must know that they stay valid.
+    let revocable = rt
+        .block_on(smart_fhir_discovery::discover(&http, &base))
+        .ok()
+        .map(|c| c.revocation_endpoint().is_some());
+    let result = rt.block_on(app.logout(SESSION_ID));
     // The session is gone from the file whatever the revocation's outcome; remove the file too.
     remove_session_file(&path)?;
     match result {
         Ok(()) => {
             outln!("signed out of {base}; removed {}", path.display());
+            match revocable {
+                Some(true) => {}
+                Some(false) => eprintln!(
+                    "smart-fhir: note: the server has no revocation endpoint: the tokens were \
+                     deleted here but stay valid at the server until they expire"
+                ),
+                None => eprintln!(
+                    "smart-fhir: note: the server's configuration could not be read: if it \
+                     has no revocation endpoint, the tokens stay valid until they expire"
+                ),
+            }
             Ok(0)
         }
         Err(e) => Err(Failure::from_error(
@@ -191,6 +210,9 @@ struct LoginPlan {
 /// The sign-in in progress, as the callback needs it.
 struct Flow {
     app: AppLaunch,
+    /// The `state` of this sign-in's authorize request: only a callback that carries it,
+    /// exactly once, reaches the flow.
+    state: Zeroizing<String>,
     store: Arc<FileSessionStore>,
     path: PathBuf,
 }
@@ -233,8 +255,11 @@ async fn run_login(
         // listener that posts the form.
         other => (listener.start_url(), other.auto_submit_html()),
     };
+    let state = authorize_state(&start)
+        .ok_or_else(|| Failure::new("cannot start the sign-in: the request carries no state"))?;
     let flow = Arc::new(Flow {
         app,
+        state,
         store,
         path: plan.path.clone(),
     });
@@ -258,13 +283,27 @@ async fn run_login(
 /// What a request to the redirect URI means for the sign-in: the end of it (signed in and
 /// saved, or failed), or a stray request to answer while the wait goes on.
 async fn on_callback(flow: &Flow, query: &Zeroizing<String>) -> Answer<Result<Launched>> {
-    // A request without a state (a stray or forged one) does not end the wait.
-    if !url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "state") {
-        return Answer::Wait(Page::new(
-            StatusCode::BAD_REQUEST,
-            "Not a sign-in response",
-            "This address waits for the authorization server's answer.",
-        ));
+    // Only a request that carries this sign-in's state, exactly once, reaches the flow: any
+    // other (no state, a forged one, a repeated one, which the flow would refuse as malformed
+    // and so end the sign-in) is answered and the wait goes on, so that nobody else on the
+    // machine can abort the login.
+    let mut states = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "state")
+        .map(|(_, v)| Zeroizing::new(v.into_owned()));
+    let first = states.next();
+    let repeated = states.next().is_some();
+    match first {
+        None => {
+            return Answer::Wait(Page::new(
+                StatusCode::BAD_REQUEST,
+                "Not a sign-in response",
+                "This address waits for the authorization server's answer.",
+            ))
+        }
+        Some(state) if repeated || !same_secret(&state, &flow.state) => {
+            return Answer::Wait(not_this_sign_in());
+        }
+        Some(_) => {}
     }
     match flow.app.callback(SESSION_ID, query).await {
         Ok(launched) => match flow.store.save_to(&flow.path).await {
@@ -293,17 +332,48 @@ async fn on_callback(flow: &Flow, query: &Zeroizing<String>) -> Answer<Result<La
         },
         // Not this terminal's sign-in (another flow's state, or one used already): keep waiting
         // for the right one.
-        Err(LaunchError::UnknownState | LaunchError::StateMismatch) => Answer::Wait(Page::new(
-            StatusCode::BAD_REQUEST,
-            "Not this sign-in",
-            "This answer belongs to no sign-in this terminal is waiting for.",
-        )),
+        Err(LaunchError::UnknownState | LaunchError::StateMismatch) => {
+            Answer::Wait(not_this_sign_in())
+        }
         Err(e) => {
             let failure = Failure::from_error("sign-in failed", &e);
             let page = Page::new(StatusCode::BAD_REQUEST, "Sign-in failed", failure.0.clone());
             Answer::Done(page, Err(failure))
         }
     }
+}
+
+fn not_this_sign_in() -> Page {
+    Page::new(
+        StatusCode::BAD_REQUEST,
+        "Not this sign-in",
+        "This answer belongs to no sign-in this terminal is waiting for.",
+    )
+}
+
+/// The `state` of an authorize request (in the URL, or among the form fields).
+fn authorize_state(start: &AuthorizeRequest) -> Option<Zeroizing<String>> {
+    match start {
+        AuthorizeRequest::Redirect(url) => url
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| Zeroizing::new(v.into_owned())),
+        AuthorizeRequest::FormPost { fields, .. } => fields
+            .iter()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| Zeroizing::new(v.clone())),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// Compares two secrets in time that depends on their lengths only.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 fn open_browser(url: &str) {
@@ -334,10 +404,10 @@ fn print_launched(l: &Launched, path: &Path) {
     }
     outln!(
         "patient:        {}",
-        l.context.patient.as_deref().unwrap_or("(none)")
+        printable(l.context.patient.as_deref().unwrap_or("(none)"), 200)
     );
     if let Some(encounter) = &l.context.encounter {
-        outln!("encounter:      {encounter}");
+        outln!("encounter:      {}", printable(encounter, 200));
     }
     outln!(
         "user:           {}",
@@ -518,6 +588,16 @@ mod tests {
         let forged = raw_get(&addr, "/callback?code=x&state=forged").await;
         assert!(forged.starts_with("HTTP/1.1 400"), "{forged}");
         assert!(forged.contains("Not this sign-in"));
+        // Issue 11 §1: a repeated state (which the flow refuses as malformed, ending the
+        // sign-in) is ignored too, with or without the right one among them.
+        for repeated in [
+            "/callback?code=x&state=a&state=b".to_owned(),
+            format!("/callback?code=x&state={state}&state={state}"),
+            format!("/callback?error=access_denied&state=x&state={state}"),
+        ] {
+            let answer = raw_get(&addr, &repeated).await;
+            assert!(answer.contains("Not this sign-in"), "{repeated}: {answer}");
+        }
         assert!(raw_get(&addr, "/other").await.starts_with("HTTP/1.1 404"));
         assert!(!path.exists());
 
