@@ -353,7 +353,7 @@ impl<'a> CoverageIndex<'a> {
                 view.restrictions().map(|r| r.key()),
             );
             let entry = groups.entry(key).or_insert(Permissions::EMPTY);
-            *entry = *entry | view.permissions();
+            *entry |= view.permissions();
         }
         Self { granted, groups }
     }
