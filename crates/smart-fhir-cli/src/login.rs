@@ -152,47 +152,62 @@ pub fn logout(a: LogoutArgs) -> Result<u8> {
     let (store, login) = open_session_file(&path)?;
     let base = a.transport.base(&login.fhir_base)?;
     let http = a.transport.client()?;
+    let note = rt()?.block_on(run_logout(&path, store, &login, &base, http))?;
+    outln!("signed out of {base}; removed {}", path.display());
+    if let Some(note) = note {
+        eprintln!("smart-fhir: note: {note}");
+    }
+    Ok(0)
+}
+
+/// What `logout` says when the server has no revocation endpoint.
+const NOT_REVOCABLE: &str = "the server has no revocation endpoint: the tokens were deleted \
+                             here but stay valid at the server until they expire";
+
+/// What `logout` says when the server's configuration could not be read.
+const MAYBE_NOT_REVOCABLE: &str = "the server's configuration could not be read: if it has \
+                                   no revocation endpoint, the tokens stay valid until they \
+                                   expire";
+
+/// Signs the session out (revoking its tokens where the server can), removes the file, and
+/// returns a note for the user when the tokens may stay valid at the server.
+async fn run_logout(
+    path: &Path,
+    store: Arc<FileSessionStore>,
+    login: &LoginRecord,
+    base: &FhirBaseUrl,
+    http: SharedHttpClient,
+) -> Result<Option<&'static str>> {
     let app = build_app(
-        &login,
-        &base,
+        login,
+        base,
         SharedSessionStore::from_arc(store),
         http.clone(),
         SharedClock::new(SystemClock),
     )?;
-    let rt = rt()?;
     // Whether the server can revoke tokens at all: without a revocation endpoint the flow
     // only deletes them here, and the user must know that they stay valid.
-    let revocable = rt
-        .block_on(smart_fhir_discovery::discover(&http, &base))
+    let revocable = smart_fhir_discovery::discover(&http, base)
+        .await
         .ok()
         .map(|c| c.revocation_endpoint().is_some());
-    let result = rt.block_on(app.logout(SESSION_ID));
+    let result = app.logout(SESSION_ID).await;
     // The session is gone from the file whatever the revocation's outcome; remove the file too.
-    remove_session_file(&path)?;
-    match result {
-        Ok(()) => {
-            outln!("signed out of {base}; removed {}", path.display());
-            match revocable {
-                Some(true) => {}
-                Some(false) => eprintln!(
-                    "smart-fhir: note: the server has no revocation endpoint: the tokens were \
-                     deleted here but stay valid at the server until they expire"
-                ),
-                None => eprintln!(
-                    "smart-fhir: note: the server's configuration could not be read: if it \
-                     has no revocation endpoint, the tokens stay valid until they expire"
-                ),
-            }
-            Ok(0)
-        }
-        Err(e) => Err(Failure::from_error(
+    remove_session_file(path)?;
+    result.map_err(|e| {
+        Failure::from_error(
             &format!(
                 "removed {}, but the tokens could not be revoked at the server",
                 path.display()
             ),
             &e,
-        )),
-    }
+        )
+    })?;
+    Ok(match revocable {
+        Some(true) => None,
+        Some(false) => Some(NOT_REVOCABLE),
+        None => Some(MAYBE_NOT_REVOCABLE),
+    })
 }
 
 /// Everything `login` needs, checked.
@@ -618,8 +633,17 @@ mod tests {
         assert!(text.contains("RT-1"));
         assert!(!text.contains("s3cret"), "no secret in the file");
         assert!(!text.contains(state.as_str()), "no state left in the file");
-        let (_, saved) = open_session_file(&path).unwrap();
+        let (store, saved) = open_session_file(&path).unwrap();
         assert_eq!(saved.redirect_uri, redirect);
+
+        // Issue 11 §1: logout on a server without a revocation endpoint says that the tokens
+        // stay valid there; the file is removed.
+        let base = FhirBaseUrl::parse("https://ehr.example/fhir").unwrap();
+        let http = SharedHttpClient::from_arc(server.clone());
+        let note = run_logout(&path, store, &saved, &base, http).await.unwrap();
+        assert_eq!(note, Some(NOT_REVOCABLE));
+        assert!(NOT_REVOCABLE.contains("stay valid"));
+        assert!(!path.exists());
     }
 
     /// The wait ends at the timeout, and nothing is saved (time is paused and advanced by the
