@@ -63,9 +63,14 @@ impl Transport {
             )?;
             b = b.add_root_certificate_pem(pem);
         }
-        let client = b
-            .build()
-            .map_err(|e| Failure::from_error("cannot set up HTTPS", &e))?;
+        let client = b.build().map_err(|e| {
+            // The library numbers the certificates it was given; the user knows the file.
+            let context = match &self.ca_cert {
+                Some(path) => format!("cannot set up HTTPS with --ca-cert {}", path.display()),
+                None => "cannot set up HTTPS".to_owned(),
+            };
+            Failure::from_error(&context, &e)
+        })?;
         Ok(SharedHttpClient::new(client))
     }
 }

@@ -500,4 +500,20 @@ fn key_files_are_bounded_regular_files() {
         dir.path(),
     );
     assert_failure(&o, "not a regular file");
+    // A bad certificate file is named in the error.
+    std::fs::write(
+        dir.path().join("bad.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let o = cli(
+        &[
+            "discover",
+            "https://ehr.example/fhir",
+            "--ca-cert",
+            "bad.pem",
+        ],
+        dir.path(),
+    );
+    assert_failure(&o, "bad.pem");
 }
