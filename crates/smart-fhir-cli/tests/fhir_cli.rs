@@ -460,7 +460,8 @@ fn export(base: &str, out: &std::path::Path) -> Output {
 
 /// Issue 11 §1 (Bulk downloads without a bound, SC-7.23): a failed download deletes the job at
 /// the server and writes no manifest.json beside the partial set of files; a complete export
-/// writes it after the files, and its human summary shows no terminal escape from the server.
+/// writes it after the files (replacing a planted symlink, never following it), and its human
+/// summary shows no terminal escape from the server.
 #[test]
 fn export_failure_deletes_the_job_and_writes_no_manifest() {
     let (base, log) =
@@ -482,9 +483,18 @@ fn export_failure_deletes_the_job_and_writes_no_manifest() {
     let (base, log) =
         serve_raw(|port| export_replies(port, "{\"resourceType\":\"Patient\",\"id\":\"1\"}\n"));
     let dir = tempfile::tempdir().unwrap();
+    // A symlink planted at manifest.json is replaced, never written through.
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&victim, dir.path().join("manifest.json")).unwrap();
     let o = export(&base, dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(dir.path().join("manifest.json").is_file());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let manifest = dir.path().join("manifest.json");
+    assert!(!std::fs::symlink_metadata(&manifest).unwrap().is_symlink());
+    assert!(manifest.is_file());
     assert!(dir.path().join("Patient.1.ndjson").is_file());
     let out = stdout(&o);
     assert!(
