@@ -517,3 +517,29 @@ fn key_files_are_bounded_regular_files() {
     );
     assert_failure(&o, "bad.pem");
 }
+
+/// Issue 11 §1 (`token --token-url` demanded `--fhir-base`): with a token endpoint given, no
+/// FHIR base is asked for; the request goes to that endpoint (here refused: nothing listens).
+#[test]
+fn token_with_a_token_url_needs_no_fhir_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cli(&["keygen", "--alg", "ES256", "--out", "k.pem"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cli(
+        &[
+            "token",
+            "--token-url",
+            "http://127.0.0.1:9/token",
+            "--client-id",
+            "app",
+            "--scope",
+            "system/Patient.rs",
+            "--key",
+            "k.pem",
+            "--insecure-http",
+        ],
+        dir.path(),
+    );
+    assert_failure(&o, "no token");
+    assert!(!stderr(&o).contains("--fhir-base"), "{}", stderr(&o));
+}
