@@ -20,7 +20,8 @@ use smart_fhir_core::{
 };
 use smart_fhir_jwt::Algorithm;
 use smart_fhir_oauth::{
-    AppLaunch, ClientAuth, IssuerPolicy, LaunchClientConfig, PrivateKeyJwt, SessionClient,
+    AppLaunch, ClientAuth, IssuerPolicy, LaunchClientConfig, LaunchError, PrivateKeyJwt,
+    SessionClient,
 };
 use smart_fhir_store::{FileSessionStore, SharedSessionStore, StoreError};
 use tokio::sync::OnceCell;
@@ -134,6 +135,18 @@ pub fn open_session_file(path: &Path) -> Result<(Arc<FileSessionStore>, LoginRec
         }
         failure
     };
+    // A FIFO or a device at the path would block or flood the store's read: only a regular
+    // file of a bounded size is handed to it (a missing file is the store's to report).
+    if path.exists() {
+        let meta = crate::files::check_regular(path, "a session file")?;
+        if meta.len() > crate::files::SESSION_FILE_LIMIT {
+            return Err(Failure::new(format!(
+                "{} is larger than {} (the limit for a session file)",
+                path.display(),
+                crate::files::human(crate::files::SESSION_FILE_LIMIT)
+            )));
+        }
+    }
     let store = FileSessionStore::open(path)
         .map_err(|e| cannot_use(&e))?
         .with_clock(SharedClock::new(SystemClock));
@@ -246,7 +259,9 @@ impl SavedSession {
 impl AccessTokenProvider for SavedSession {
     async fn access_token(&self) -> std::result::Result<AccessToken, ProviderError> {
         let client = self.client().await?;
-        AccessTokenProvider::access_token(client).await
+        AccessTokenProvider::access_token(client)
+            .await
+            .map_err(relaunch_hint)
     }
 
     async fn token_rejected(&self, token: &AccessToken) {
@@ -290,6 +305,26 @@ fn default_session_path(
     Some(state.join("smart-fhir").join("session.json"))
 }
 
+/// A session that needs a new sign-in (refresh token refused, none left, session gone) as one
+/// plain message: the reason, then what to do; not the chain of wrappers that says "new
+/// authorization needed" three ways. Other errors pass unchanged.
+fn relaunch_hint(e: ProviderError) -> ProviderError {
+    if e.kind() != ProviderErrorKind::RelaunchNeeded {
+        return e;
+    }
+    let reason = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<LaunchError>())
+        .and_then(LaunchError::relaunch_reason);
+    let what = match reason {
+        Some(reason) => reason.to_string(),
+        None => "the saved session can no longer be used".to_owned(),
+    };
+    ProviderError::new(
+        ProviderErrorKind::RelaunchNeeded,
+        format!("{what}; run `smart-fhir login` to sign in again"),
+    )
+}
+
 /// Removes the session file; one already gone is fine.
 pub fn remove_session_file(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
@@ -306,6 +341,27 @@ pub fn remove_session_file(path: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Issue 11 §1 (a refused refresh token): the message names the reason once and tells the
+    /// user to run `login`; other provider errors pass unchanged.
+    #[test]
+    fn a_refused_refresh_token_tells_to_run_login() {
+        use smart_fhir_oauth::RelaunchReason;
+        let e = ProviderError::new(
+            ProviderErrorKind::RelaunchNeeded,
+            "cannot get an App Launch access token",
+        )
+        .with_source(LaunchError::RelaunchNeeded(RelaunchReason::RefreshRefused));
+        let text = smart_fhir_core::text::error_chain(&relaunch_hint(e));
+        assert!(
+            text.contains("the server refused the refresh token; run `smart-fhir login`"),
+            "{text}"
+        );
+        assert_eq!(text.matches("refused").count(), 1, "{text}");
+        assert_eq!(text.matches("authorization needed").count(), 1, "{text}");
+        let other = ProviderError::new(ProviderErrorKind::Unavailable, "down");
+        assert_eq!(relaunch_hint(other).message(), "down");
+    }
 
     fn record() -> LoginRecord {
         LoginRecord {

@@ -16,7 +16,8 @@ use clap::Args;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use smart_fhir_http::bulk::{
     BulkExport, BulkJob, DownloadOptions, DownloadSummary, FileKind, FileProgress, KickoffMethod,
-    Manifest, PollEvent, PollOptions, Progress,
+    Manifest, PollEvent, PollOptions, Progress, DEFAULT_MAX_EXPANSION_RATIO,
+    DEFAULT_MAX_FILE_BYTES,
 };
 use smart_fhir_http::{FhirClient, OperationOutcome};
 
@@ -25,6 +26,9 @@ use crate::{Failure, Result};
 
 /// Exit code after Ctrl-C (128 + SIGINT).
 const INTERRUPTED: u8 = 130;
+
+/// The default deadline of a whole export: one day.
+const DEFAULT_TIMEOUT_SECS: u64 = 24 * 60 * 60;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -64,9 +68,17 @@ pub struct ExportArgs {
     /// Files downloaded at once.
     #[arg(long, value_name = "N", default_value_t = 2)]
     parallel: usize,
-    /// Give up when the export has not completed after this many seconds.
-    #[arg(long, value_name = "SECONDS")]
-    timeout: Option<u64>,
+    /// Give up when the whole export (waiting for the server and downloading) has not
+    /// finished after this many seconds; the export is then deleted at the server.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TIMEOUT_SECS)]
+    timeout: u64,
+    /// The largest file, in bytes, received or decoded; a larger one fails the export.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_FILE_BYTES)]
+    max_file_bytes: u64,
+    /// The largest gzip expansion (decoded bytes per received byte); a gzip body that
+    /// expands more fails the export.
+    #[arg(long, value_name = "RATIO", default_value_t = DEFAULT_MAX_EXPANSION_RATIO)]
+    max_expansion_ratio: u64,
     /// Leave the files on the server (by default the status URL is deleted after the
     /// download, so that the server may free them).
     #[arg(long)]
@@ -110,21 +122,28 @@ fn bulk_request(client: &FhirClient, a: &ExportArgs) -> BulkExport {
     if a.post {
         e = e.method(KickoffMethod::Post);
     }
-    if let Some(secs) = a.timeout {
-        e = e.poll_options(PollOptions::default().timeout(Duration::from_secs(secs)));
-    }
-    e.download_options(DownloadOptions::default().concurrency(a.parallel.max(1)))
-        .lenient(a.lenient)
+    e = e.poll_options(PollOptions::default().timeout(Duration::from_secs(a.timeout)));
+    e.download_options(
+        DownloadOptions::default()
+            .concurrency(a.parallel.max(1))
+            .max_file_bytes(a.max_file_bytes)
+            .max_expansion_ratio(a.max_expansion_ratio),
+    )
+    .lenient(a.lenient)
 }
 
 async fn run(request: &BulkExport, a: &ExportArgs) -> Result<u8> {
     let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(a.timeout);
     let ui = Ui::new();
 
     let job = tokio::select! {
-        r = request.start() => {
-            r.map_err(|e| Failure::from_error("export kick-off failed", &e))?
-        }
+        r = tokio::time::timeout_at(deadline, request.start()) => match r {
+            Ok(r) => r.map_err(|e| Failure::from_error("export kick-off failed", &e))?,
+            Err(_) => return Err(Failure::new(format!(
+                "export kick-off failed: no answer within --timeout {} s", a.timeout
+            ))),
+        },
         _ = tokio::signal::ctrl_c() => {
             ui.log("interrupted before the export started");
             return Ok(INTERRUPTED);
@@ -132,33 +151,27 @@ async fn run(request: &BulkExport, a: &ExportArgs) -> Result<u8> {
     };
     ui.log(&format!("export started; status URL {}", job.status_url()));
 
-    let waited = tokio::select! {
-        r = job.wait_with_progress(|p| ui.waiting(p)) => Some(r),
-        _ = tokio::signal::ctrl_c() => None,
-    };
-    ui.stop_waiting();
-    let manifest = match waited {
-        Some(r) => r.map_err(|e| Failure::from_error("export failed", &e))?,
-        None => return Ok(interrupted(&ui, &job).await),
-    };
-    ui.log(&format!(
-        "export complete: {} output file(s), {} error file(s)",
-        manifest.output.len(),
-        manifest.error.len()
-    ));
-
-    std::fs::create_dir_all(&a.out)
-        .map_err(|e| Failure::new(format!("cannot create {}: {e}", a.out.display())))?;
-    write_manifest(&a.out, manifest)?;
-
-    let downloaded = tokio::select! {
-        r = job.download_to_dir_with_progress(&a.out, |p| ui.file(p)) => Some(r),
+    let outcome = tokio::select! {
+        r = tokio::time::timeout_at(deadline, wait_and_download(&job, &ui, &a.out)) => Some(r),
         _ = tokio::signal::ctrl_c() => None,
     };
     ui.clear();
-    let summary = match downloaded {
-        Some(r) => r.map_err(|e| Failure::from_error("download failed", &e))?,
+    let (manifest, summary) = match outcome {
         None => return Ok(interrupted(&ui, &job).await),
+        Some(Ok(Ok(done))) => done,
+        // Any failure after the kick-off: the export is deleted at the server (SC-7.23), and
+        // no manifest.json says the files on disk are complete.
+        Some(Ok(Err(failure))) => {
+            abandon(&ui, &job, &a.out).await;
+            return Err(failure);
+        }
+        Some(Err(_)) => {
+            abandon(&ui, &job, &a.out).await;
+            return Err(Failure::new(format!(
+                "the export did not finish within --timeout {} s",
+                a.timeout
+            )));
+        }
     };
 
     if !a.keep_on_server {
@@ -178,6 +191,59 @@ async fn run(request: &BulkExport, a: &ExportArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Waits for the export, downloads every file, and only then writes `manifest.json`: a
+/// manifest beside the files means they are all there.
+async fn wait_and_download<'j>(
+    job: &'j BulkJob,
+    ui: &Ui,
+    out: &Path,
+) -> Result<(&'j Manifest, DownloadSummary)> {
+    let manifest = job
+        .wait_with_progress(|p| ui.waiting(p))
+        .await
+        .map_err(|e| Failure::from_error("export failed", &e))?;
+    ui.stop_waiting();
+    ui.log(&format!(
+        "export complete: {} output file(s), {} error file(s)",
+        manifest.output.len(),
+        manifest.error.len()
+    ));
+    std::fs::create_dir_all(out)
+        .map_err(|e| Failure::new(format!("cannot create {}: {e}", out.display())))?;
+    let summary = job
+        .download_to_dir_with_progress(out, |p| ui.file(p))
+        .await
+        .map_err(|e| Failure::from_error("download failed", &e))?;
+    write_manifest(out, manifest)?;
+    Ok((manifest, summary))
+}
+
+/// After a failure: the export is deleted at the server (best effort), and the user is told
+/// that what is on disk is incomplete.
+async fn abandon(ui: &Ui, job: &BulkJob, out: &Path) {
+    match tokio::time::timeout(Duration::from_secs(10), job.cancel()).await {
+        Ok(Ok(())) => ui.log("the export was deleted at the server"),
+        Ok(Err(e)) => ui.log(&format!("could not delete the export at the server: {e}")),
+        Err(_) => ui.log("could not delete the export at the server: no answer in time"),
+    }
+    if out.join(MANIFEST).exists() {
+        // A manifest.json from an earlier export would vouch for a partial set of files.
+        ui.log(&format!(
+            "the export is incomplete: {} in {} is from an earlier export",
+            MANIFEST,
+            out.display()
+        ));
+    } else {
+        ui.log(&format!(
+            "the export is incomplete: no {MANIFEST} was written in {}",
+            out.display()
+        ));
+    }
+}
+
+/// The name of the manifest written beside the files once every one of them is there.
+const MANIFEST: &str = "manifest.json";
+
 /// After Ctrl-C: cancel the export on the server (best effort, SC-7.23).
 async fn interrupted(ui: &Ui, job: &BulkJob) -> u8 {
     ui.clear();
@@ -190,12 +256,13 @@ async fn interrupted(ui: &Ui, job: &BulkJob) -> u8 {
     INTERRUPTED
 }
 
+/// Writes `manifest.json` through a new temporary file renamed into place: a symlink planted
+/// at the name is replaced, never followed.
 fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
-    let path = dir.join("manifest.json");
+    let path = dir.join(MANIFEST);
     let text = serde_json::to_string_pretty(manifest)
         .map_err(|e| Failure::new(format!("cannot encode the manifest: {e}")))?;
-    std::fs::write(&path, text + "\n")
-        .map_err(|e| Failure::new(format!("cannot write {}: {e}", path.display())))
+    crate::files::write_new(&path, (text + "\n").as_bytes(), 0o644, true)
 }
 
 fn file_name(path: &Path) -> String {
@@ -244,7 +311,7 @@ fn print_summary(summary: &DownloadSummary, manifest: &Manifest, dir: &Path, too
     }
     outln!(
         "transactionTime: {} (pass it as --since for the next incremental export)",
-        manifest.transaction_time
+        printable(&manifest.transaction_time, 64)
     );
 }
 
@@ -326,13 +393,13 @@ impl Ui {
                 "export in progress{}",
                 p.progress
                     .as_deref()
-                    .map(|x| format!(": {x}"))
+                    .map(|x| format!(": {}", printable(x, 100)))
                     .unwrap_or_default()
             ),
             PollEvent::SlowDown => "the server asks to poll less often".to_owned(),
             PollEvent::Retrying => format!(
                 "status request failed ({}); retrying",
-                p.error.as_deref().unwrap_or("transient error")
+                printable(p.error.as_deref().unwrap_or("transient error"), 200)
             ),
             _ => "waiting".to_owned(),
         };

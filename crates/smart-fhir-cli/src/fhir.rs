@@ -8,7 +8,6 @@
 //! Exit codes: 0 success; 1 a failure (a FHIR error prints the request, the status and the
 //! server's diagnostics on one stderr line); 2 bad usage.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -136,9 +135,12 @@ pub struct SearchArgs {
     /// stderr.
     #[arg(long)]
     all: bool,
-    /// With --all: fetch at most N pages.
-    #[arg(long, value_name = "N", requires = "all")]
-    max_pages: Option<usize>,
+    /// With --all: fetch at most N pages (a server may page for ever).
+    #[arg(long, value_name = "N", requires = "all", default_value_t = DEFAULT_MAX_PAGES)]
+    max_pages: usize,
+    /// With --all: follow no further page after this many seconds.
+    #[arg(long, value_name = "SECONDS", requires = "all", default_value_t = DEFAULT_PAGING_SECS)]
+    max_time: u64,
     #[command(flatten)]
     fhir: FhirArgs,
 }
@@ -234,19 +236,19 @@ fn failed(command: &str, e: &FhirError) -> Failure {
     Failure::from_error(command, e)
 }
 
+/// The default page limit of `search --all`.
+const DEFAULT_MAX_PAGES: usize = 1000;
+
+/// The default time limit of `search --all`: ten minutes.
+const DEFAULT_PAGING_SECS: u64 = 600;
+
 /// Reads a JSON document from a file or stdin (`-`). The error never quotes the content.
 fn read_json(path: &Path) -> Result<Value> {
-    let (name, bytes) = if path == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| Failure::new(format!("cannot read stdin: {e}")))?;
-        ("stdin".to_owned(), buf)
-    } else {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?;
-        (path.display().to_string(), bytes)
-    };
+    let (name, bytes) = crate::files::read_input(
+        path,
+        "a resource, patch or Bundle",
+        crate::files::RESOURCE_LIMIT,
+    )?;
     serde_json::from_slice(&bytes).map_err(|e| {
         Failure::new(format!(
             "{name} is not valid JSON (line {}, column {})",
@@ -276,8 +278,53 @@ pub fn get(a: GetArgs) -> Result<u8> {
     let r = rt()?
         .block_on(client.get::<Value>(&a.path))
         .map_err(|e| failed("get", &e))?;
+    check_type(&a.path, r.body())?;
     print_json(r.body());
     Ok(0)
+}
+
+/// The `resourceType` a read of `path` must answer with: the type of `Type/id` and
+/// `Type/id/_history/vid`, a Bundle for searches and history, a CapabilityStatement for
+/// `metadata`; `None` for other paths (operations), which may answer with anything.
+fn expected_type(path: &str) -> Option<String> {
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let is_type = |s: &str| s.starts_with(|c: char| c.is_ascii_uppercase());
+    let is_id = |s: &str| !s.is_empty() && !s.starts_with(['_', '$']);
+    match segments.as_slice() {
+        ["metadata"] if query.is_none() => Some("CapabilityStatement".to_owned()),
+        [t] if is_type(t) => Some("Bundle".to_owned()),
+        [t, "_history"] if is_type(t) => Some("Bundle".to_owned()),
+        [t, id] if is_type(t) && is_id(id) && query.is_none() => Some((*t).to_owned()),
+        [t, id, "_history"] if is_type(t) && is_id(id) => Some("Bundle".to_owned()),
+        [t, id, "_history", v] if is_type(t) && is_id(id) && is_id(v) && query.is_none() => {
+            Some((*t).to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Refuses an answer of another resource type than `path` reads (a server must not answer
+/// `Group/X` with a Patient; printed, it would pass for the Group).
+fn check_type(path: &str, body: &Value) -> Result<()> {
+    let Some(expected) = expected_type(path) else {
+        return Ok(());
+    };
+    let got = body.get("resourceType").and_then(Value::as_str);
+    if got == Some(expected.as_str()) {
+        return Ok(());
+    }
+    let shown = path.split('?').next().unwrap_or(path);
+    Err(Failure::new(match got {
+        Some(other) => format!(
+            "get {shown}: the server answered with a {}, not a {expected}",
+            smart_fhir_core::text::printable(other, 64)
+        ),
+        None => format!("get {shown}: the server answered with no resourceType, not a {expected}"),
+    }))
 }
 
 pub fn search(a: SearchArgs) -> Result<u8> {
@@ -308,10 +355,9 @@ async fn search_all(client: &FhirClient, a: &SearchArgs, params: &SearchParams) 
         client.search_pages(&a.resource_type, params)
     }
     .map_err(|e| failed("search", &e))?;
-    let pages = match a.max_pages {
-        Some(n) => pages.max_pages(n),
-        None => pages,
-    };
+    let pages = pages
+        .max_pages(a.max_pages)
+        .time_limit(std::time::Duration::from_secs(a.max_time));
     let mut entries = pages.entries::<Value>();
     let mut count: u64 = 0;
     while let Some(entry) = entries
@@ -333,8 +379,11 @@ async fn search_all(client: &FhirClient, a: &SearchArgs, params: &SearchParams) 
     }
     if entries.next_url().is_some() {
         eprintln!(
-            "smart-fhir: search: stopped after {} pages ({count} resources); the server has more",
-            entries.pages_fetched()
+            "smart-fhir: search: stopped after {} pages ({count} resources; --max-pages {}, \
+             --max-time {} s); the server has more",
+            entries.pages_fetched(),
+            a.max_pages,
+            a.max_time
         );
     }
     Ok(0)
@@ -475,6 +524,33 @@ pub fn batch(a: BatchArgs) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 11 §1 (`get Group/X` prints whatever came back): the type a read must answer
+    /// with, and the refusal of another.
+    #[test]
+    fn get_checks_the_resource_type() {
+        for (path, expected) in [
+            ("Group/X", Some("Group")),
+            ("Patient/1/_history/2", Some("Patient")),
+            ("Patient/1/_history", Some("Bundle")),
+            ("Patient?family=Smith", Some("Bundle")),
+            ("Patient", Some("Bundle")),
+            ("metadata", Some("CapabilityStatement")),
+            ("Patient/1/$everything", None),
+            ("Patient/$match", None),
+            ("$export-poll-status", None),
+        ] {
+            assert_eq!(expected_type(path).as_deref(), expected, "{path}");
+        }
+        let patient = serde_json::json!({"resourceType": "Patient", "id": "X"});
+        let e = check_type("Group/X", &patient).unwrap_err();
+        assert!(e.0.contains("a Patient, not a Group"), "{}", e.0);
+        assert!(check_type("Patient/X", &patient).is_ok());
+        assert!(check_type("Group/X", &serde_json::json!({})).is_err());
+        let escape = serde_json::json!({"resourceType": "\u{1b}]0;x\u{7}"});
+        let e = check_type("Group/X", &escape).unwrap_err();
+        assert!(!e.0.contains('\u{1b}'), "{}", e.0);
+    }
 
     #[test]
     fn argument_parsers() {

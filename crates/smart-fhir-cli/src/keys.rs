@@ -1,6 +1,5 @@
 //! `keygen`, `jwks`, `assertion`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,6 +7,7 @@ use clap::{Args, ValueEnum};
 use smart_fhir_core::{Clock, InsecureHttp, SystemClock};
 use smart_fhir_jwt::{merge_jwks, Algorithm, AssertionSigner, KeySpec, KeyType, PrivateKey};
 
+use crate::files::{read_file, write_all_or_none, NewFile, KEY_FILE_LIMIT};
 use crate::{Failure, Result};
 
 /// The algorithms the CLI signs with.
@@ -41,8 +41,8 @@ pub struct KeygenArgs {
     /// RSA key size in bits.
     #[arg(long, default_value = "2048", value_parser = ["2048", "3072", "4096"])]
     bits: String,
-    /// The key id to publish (default: the RFC 7638 thumbprint, which is also what `token` and
-    /// `assertion` use for a PEM key unless given --kid).
+    /// The key id to publish (default: the RFC 7638 thumbprint). A custom kid is written into
+    /// the PEM file (a `kid:` line before the key), so `token`, `jwks` and `assertion` use it.
     #[arg(long)]
     kid: Option<String>,
     /// Where to write the PKCS#8 private key (created with mode 0600; never overwritten unless
@@ -52,7 +52,7 @@ pub struct KeygenArgs {
     /// Where to write the public JWKS to register with the server.
     #[arg(long, value_name = "PUBLIC.json")]
     jwks: Option<PathBuf>,
-    /// Overwrite existing files.
+    /// Replace existing files (a symlink there is replaced, never followed).
     #[arg(long)]
     force: bool,
 }
@@ -75,19 +75,30 @@ pub fn keygen(a: KeygenArgs) -> Result<u8> {
             .with_kid(kid.clone())
             .map_err(|e| Failure::from_error("invalid --kid", &e))?;
     }
-    let pem = key.to_pkcs8_pem();
-    write_file(&a.out, pem.as_bytes(), 0o600, a.force)?;
-    if let Some(path) = &a.jwks {
-        let text = pretty(&key.public_jwks());
-        write_file(path, text.as_bytes(), 0o644, a.force)?;
+    let pem = if a.kid.is_some() {
+        key.to_pkcs8_pem_with_kid()
+            .map_err(|e| Failure::from_error("invalid --kid", &e))?
+    } else {
+        key.to_pkcs8_pem()
+    };
+    let mut pem_bytes = zeroize::Zeroizing::new(pem.as_bytes().to_vec());
+    pem_bytes.push(b'\n');
+    let jwks_text = a.jwks.as_ref().map(|_| pretty(&key.public_jwks()) + "\n");
+    // Both files or neither: the private key is never left without its JWKS.
+    let mut outputs = vec![NewFile {
+        path: &a.out,
+        bytes: &pem_bytes,
+        mode: 0o600,
+    }];
+    if let (Some(path), Some(text)) = (&a.jwks, &jwks_text) {
+        outputs.push(NewFile {
+            path,
+            bytes: text.as_bytes(),
+            mode: 0o644,
+        });
     }
+    write_all_or_none(&outputs, a.force)?;
     outln!("{}", key.kid());
-    if a.kid.is_some() {
-        eprintln!(
-            "note: a PEM file does not carry the kid; pass --kid {} to `token` and `assertion` with this key",
-            key.kid()
-        );
-    }
     Ok(0)
 }
 
@@ -186,9 +197,15 @@ pub fn default_alg(key: &PrivateKey) -> Algorithm {
     }
 }
 
-fn read_key_file(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))
+fn read_key_file(path: &Path) -> Result<zeroize::Zeroizing<String>> {
+    let bytes = zeroize::Zeroizing::new(read_file(path, "a key file", KEY_FILE_LIMIT)?);
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => Ok(zeroize::Zeroizing::new(text.to_owned())),
+        Err(_) => Err(Failure::new(format!(
+            "{} is not UTF-8 text (DER is not supported: convert it to PEM)",
+            path.display()
+        ))),
+    }
 }
 
 pub(crate) fn load_key_text(text: &str, kid: Option<&str>, path: &Path) -> Result<PrivateKey> {
@@ -220,41 +237,4 @@ pub fn load_key(path: &Path, kid: Option<&str>) -> Result<PrivateKey> {
 
 fn pretty(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-}
-
-fn write_file(path: &Path, bytes: &[u8], mode: u32, force: bool) -> Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if force {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Failure::new(format!(
-                "{} exists (use --force to overwrite)",
-                path.display()
-            ))
-        } else {
-            Failure::new(format!("cannot write {}: {e}", path.display()))
-        }
-    })?;
-    // An existing file opened with --force keeps its old mode: set it explicitly.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| Failure::new(format!("cannot set the mode of {}: {e}", path.display())))?;
-    }
-    file.write_all(bytes)
-        .and_then(|()| file.write_all(b"\n"))
-        .map_err(|e| Failure::new(format!("cannot write {}: {e}", path.display())))
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use clap::Args;
 use hyper::StatusCode;
+use smart_fhir_core::text::printable;
 use smart_fhir_core::{
     Clock, FhirBaseUrl, InsecureHttp, SharedClock, SharedHttpClient, SystemClock,
 };
@@ -151,29 +152,62 @@ pub fn logout(a: LogoutArgs) -> Result<u8> {
     let (store, login) = open_session_file(&path)?;
     let base = a.transport.base(&login.fhir_base)?;
     let http = a.transport.client()?;
+    let note = rt()?.block_on(run_logout(&path, store, &login, &base, http))?;
+    outln!("signed out of {base}; removed {}", path.display());
+    if let Some(note) = note {
+        eprintln!("smart-fhir: note: {note}");
+    }
+    Ok(0)
+}
+
+/// What `logout` says when the server has no revocation endpoint.
+const NOT_REVOCABLE: &str = "the server has no revocation endpoint: the tokens were deleted \
+                             here but stay valid at the server until they expire";
+
+/// What `logout` says when the server's configuration could not be read.
+const MAYBE_NOT_REVOCABLE: &str = "the server's configuration could not be read: if it has \
+                                   no revocation endpoint, the tokens stay valid until they \
+                                   expire";
+
+/// Signs the session out (revoking its tokens where the server can), removes the file, and
+/// returns a note for the user when the tokens may stay valid at the server.
+async fn run_logout(
+    path: &Path,
+    store: Arc<FileSessionStore>,
+    login: &LoginRecord,
+    base: &FhirBaseUrl,
+    http: SharedHttpClient,
+) -> Result<Option<&'static str>> {
     let app = build_app(
-        &login,
-        &base,
+        login,
+        base,
         SharedSessionStore::from_arc(store),
-        http,
+        http.clone(),
         SharedClock::new(SystemClock),
     )?;
-    let result = rt()?.block_on(app.logout(SESSION_ID));
+    // Whether the server can revoke tokens at all: without a revocation endpoint the flow
+    // only deletes them here, and the user must know that they stay valid.
+    let revocable = smart_fhir_discovery::discover(&http, base)
+        .await
+        .ok()
+        .map(|c| c.revocation_endpoint().is_some());
+    let result = app.logout(SESSION_ID).await;
     // The session is gone from the file whatever the revocation's outcome; remove the file too.
-    remove_session_file(&path)?;
-    match result {
-        Ok(()) => {
-            outln!("signed out of {base}; removed {}", path.display());
-            Ok(0)
-        }
-        Err(e) => Err(Failure::from_error(
+    remove_session_file(path)?;
+    result.map_err(|e| {
+        Failure::from_error(
             &format!(
                 "removed {}, but the tokens could not be revoked at the server",
                 path.display()
             ),
             &e,
-        )),
-    }
+        )
+    })?;
+    Ok(match revocable {
+        Some(true) => None,
+        Some(false) => Some(NOT_REVOCABLE),
+        None => Some(MAYBE_NOT_REVOCABLE),
+    })
 }
 
 /// Everything `login` needs, checked.
@@ -191,6 +225,9 @@ struct LoginPlan {
 /// The sign-in in progress, as the callback needs it.
 struct Flow {
     app: AppLaunch,
+    /// The `state` of this sign-in's authorize request: only a callback that carries it,
+    /// exactly once, reaches the flow.
+    state: Zeroizing<String>,
     store: Arc<FileSessionStore>,
     path: PathBuf,
 }
@@ -233,8 +270,11 @@ async fn run_login(
         // listener that posts the form.
         other => (listener.start_url(), other.auto_submit_html()),
     };
+    let state = authorize_state(&start)
+        .ok_or_else(|| Failure::new("cannot start the sign-in: the request carries no state"))?;
     let flow = Arc::new(Flow {
         app,
+        state,
         store,
         path: plan.path.clone(),
     });
@@ -258,13 +298,27 @@ async fn run_login(
 /// What a request to the redirect URI means for the sign-in: the end of it (signed in and
 /// saved, or failed), or a stray request to answer while the wait goes on.
 async fn on_callback(flow: &Flow, query: &Zeroizing<String>) -> Answer<Result<Launched>> {
-    // A request without a state (a stray or forged one) does not end the wait.
-    if !url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "state") {
-        return Answer::Wait(Page::new(
-            StatusCode::BAD_REQUEST,
-            "Not a sign-in response",
-            "This address waits for the authorization server's answer.",
-        ));
+    // Only a request that carries this sign-in's state, exactly once, reaches the flow: any
+    // other (no state, a forged one, a repeated one, which the flow would refuse as malformed
+    // and so end the sign-in) is answered and the wait goes on, so that nobody else on the
+    // machine can abort the login.
+    let mut states = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "state")
+        .map(|(_, v)| Zeroizing::new(v.into_owned()));
+    let first = states.next();
+    let repeated = states.next().is_some();
+    match first {
+        None => {
+            return Answer::Wait(Page::new(
+                StatusCode::BAD_REQUEST,
+                "Not a sign-in response",
+                "This address waits for the authorization server's answer.",
+            ))
+        }
+        Some(state) if repeated || !same_secret(&state, &flow.state) => {
+            return Answer::Wait(not_this_sign_in());
+        }
+        Some(_) => {}
     }
     match flow.app.callback(SESSION_ID, query).await {
         Ok(launched) => match flow.store.save_to(&flow.path).await {
@@ -293,17 +347,48 @@ async fn on_callback(flow: &Flow, query: &Zeroizing<String>) -> Answer<Result<La
         },
         // Not this terminal's sign-in (another flow's state, or one used already): keep waiting
         // for the right one.
-        Err(LaunchError::UnknownState | LaunchError::StateMismatch) => Answer::Wait(Page::new(
-            StatusCode::BAD_REQUEST,
-            "Not this sign-in",
-            "This answer belongs to no sign-in this terminal is waiting for.",
-        )),
+        Err(LaunchError::UnknownState | LaunchError::StateMismatch) => {
+            Answer::Wait(not_this_sign_in())
+        }
         Err(e) => {
             let failure = Failure::from_error("sign-in failed", &e);
             let page = Page::new(StatusCode::BAD_REQUEST, "Sign-in failed", failure.0.clone());
             Answer::Done(page, Err(failure))
         }
     }
+}
+
+fn not_this_sign_in() -> Page {
+    Page::new(
+        StatusCode::BAD_REQUEST,
+        "Not this sign-in",
+        "This answer belongs to no sign-in this terminal is waiting for.",
+    )
+}
+
+/// The `state` of an authorize request (in the URL, or among the form fields).
+fn authorize_state(start: &AuthorizeRequest) -> Option<Zeroizing<String>> {
+    match start {
+        AuthorizeRequest::Redirect(url) => url
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| Zeroizing::new(v.into_owned())),
+        AuthorizeRequest::FormPost { fields, .. } => fields
+            .iter()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| Zeroizing::new(v.clone())),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// Compares two secrets in time that depends on their lengths only.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 fn open_browser(url: &str) {
@@ -334,10 +419,10 @@ fn print_launched(l: &Launched, path: &Path) {
     }
     outln!(
         "patient:        {}",
-        l.context.patient.as_deref().unwrap_or("(none)")
+        printable(l.context.patient.as_deref().unwrap_or("(none)"), 200)
     );
     if let Some(encounter) = &l.context.encounter {
-        outln!("encounter:      {encounter}");
+        outln!("encounter:      {}", printable(encounter, 200));
     }
     outln!(
         "user:           {}",
@@ -518,6 +603,16 @@ mod tests {
         let forged = raw_get(&addr, "/callback?code=x&state=forged").await;
         assert!(forged.starts_with("HTTP/1.1 400"), "{forged}");
         assert!(forged.contains("Not this sign-in"));
+        // Issue 11 §1: a repeated state (which the flow refuses as malformed, ending the
+        // sign-in) is ignored too, with or without the right one among them.
+        for repeated in [
+            "/callback?code=x&state=a&state=b".to_owned(),
+            format!("/callback?code=x&state={state}&state={state}"),
+            format!("/callback?error=access_denied&state=x&state={state}"),
+        ] {
+            let answer = raw_get(&addr, &repeated).await;
+            assert!(answer.contains("Not this sign-in"), "{repeated}: {answer}");
+        }
         assert!(raw_get(&addr, "/other").await.starts_with("HTTP/1.1 404"));
         assert!(!path.exists());
 
@@ -538,8 +633,17 @@ mod tests {
         assert!(text.contains("RT-1"));
         assert!(!text.contains("s3cret"), "no secret in the file");
         assert!(!text.contains(state.as_str()), "no state left in the file");
-        let (_, saved) = open_session_file(&path).unwrap();
+        let (store, saved) = open_session_file(&path).unwrap();
         assert_eq!(saved.redirect_uri, redirect);
+
+        // Issue 11 §1: logout on a server without a revocation endpoint says that the tokens
+        // stay valid there; the file is removed.
+        let base = FhirBaseUrl::parse("https://ehr.example/fhir").unwrap();
+        let http = SharedHttpClient::from_arc(server.clone());
+        let note = run_logout(&path, store, &saved, &base, http).await.unwrap();
+        assert_eq!(note, Some(NOT_REVOCABLE));
+        assert!(NOT_REVOCABLE.contains("stay valid"));
+        assert!(!path.exists());
     }
 
     /// The wait ends at the timeout, and nothing is saved (time is paused and advanced by the

@@ -17,6 +17,7 @@ macro_rules! outln {
 mod credentials;
 mod export;
 mod fhir;
+mod files;
 mod keys;
 mod login;
 mod loopback;

@@ -12,6 +12,7 @@ use crate::credentials::saved_session;
 use crate::keys::{load_key, load_key_text, Alg};
 use crate::transport::{rt, Transport};
 use crate::{Failure, Result};
+use smart_fhir_core::text::printable;
 
 /// The variable that holds a private key itself (PEM, JWK or JWKS), as the library's
 /// `smart_fhir::Config` reads it. Read only when no key file is given; never a command-line
@@ -98,10 +99,17 @@ pub fn discover(a: DiscoverArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Server text as shown on a terminal: printable, bounded (no escape sequence reaches it).
+fn shown(text: &str) -> String {
+    printable(text, 300)
+}
+
+/// The human view of a configuration. Every string the server sent is shown through
+/// [`shown`]; `--json` prints them exactly.
 fn print_configuration(c: &SmartConfiguration) {
     let json = c.to_json();
-    outln!("FHIR base:       {}", c.base());
-    outln!("source:          {}", c.source_url());
+    outln!("FHIR base:       {}", shown(c.base().as_str()));
+    outln!("source:          {}", shown(c.source_url().as_str()));
     let endpoints = [
         "issuer",
         "authorization_endpoint",
@@ -116,13 +124,18 @@ fn print_configuration(c: &SmartConfiguration) {
     for name in endpoints {
         if let Some(v) = json.get(name).and_then(|v| v.as_str()) {
             outln!(
-                "{:<16} {v}",
-                format!("{}:", name.trim_end_matches("_endpoint"))
+                "{:<16} {}",
+                format!("{}:", name.trim_end_matches("_endpoint")),
+                shown(v)
             );
         }
     }
     let list = |v: Option<&[String]>| match v {
-        Some(items) if !items.is_empty() => items.join(", "),
+        Some(items) if !items.is_empty() => items
+            .iter()
+            .map(|i| printable(i, 100))
+            .collect::<Vec<_>>()
+            .join(", "),
         Some(_) => "(empty)".to_owned(),
         None => "(not listed)".to_owned(),
     };
@@ -147,7 +160,7 @@ fn print_configuration(c: &SmartConfiguration) {
         Some(caps) => {
             outln!("capabilities:");
             for cap in caps {
-                outln!("  {cap}");
+                outln!("  {}", shown(&cap.to_string()));
             }
         }
         None => {
@@ -158,23 +171,29 @@ fn print_configuration(c: &SmartConfiguration) {
     if !sets.is_empty() {
         outln!("capability sets met:");
         for s in sets {
-            outln!("  {s}");
+            outln!("  {}", shown(&s.to_string()));
         }
     }
     let validation = c.validate();
     for issue in validation.errors() {
-        outln!("error:   {issue}");
+        outln!("error:   {}", shown(&issue.to_string()));
     }
     for issue in validation.warnings() {
-        outln!("warning: {issue}");
+        outln!("warning: {}", shown(&issue.to_string()));
     }
 }
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// The FHIR base URL (its SMART configuration names the token endpoint).
-    #[arg(long, value_name = "URL", env = "SMART_FHIR_BASE")]
-    fhir_base: String,
+    /// The FHIR base URL (its SMART configuration names the token endpoint); not needed with
+    /// --token-url.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SMART_FHIR_BASE",
+        required_unless_present = "token_url"
+    )]
+    fhir_base: Option<String>,
     /// The registered client id.
     #[arg(long, env = "SMART_CLIENT_ID")]
     client_id: String,
@@ -206,7 +225,13 @@ pub struct TokenArgs {
 }
 
 pub fn token(a: TokenArgs) -> Result<u8> {
-    let base = a.transport.base(&a.fhir_base)?;
+    let base = match (&a.fhir_base, &a.token_url) {
+        (Some(base), _) => a.transport.base(base)?,
+        // The token source is made for a FHIR server; with only a token endpoint, that
+        // endpoint's origin stands for it (no FHIR request is made by `token`).
+        (None, Some(token_url)) => a.transport.base(&token_origin(token_url)?)?,
+        (None, None) => return Err(Failure::new("--fhir-base or --token-url is required")),
+    };
     let http = a.transport.client()?;
     let key = private_key(a.key.as_deref(), a.kid.as_deref())?;
     let backend = backend_builder(
@@ -231,10 +256,16 @@ pub fn token(a: TokenArgs) -> Result<u8> {
     if let Some(endpoint) = backend.resolved_token_endpoint() {
         outln!("token endpoint: {endpoint}");
     }
-    outln!("token type:     {}", token.token_type);
-    outln!("granted scope:  {}", token.scope.as_deref().unwrap_or(""));
+    outln!(
+        "token type:     {}",
+        printable(&token.token_type.to_string(), 40)
+    );
+    outln!(
+        "granted scope:  {}",
+        shown(token.scope.as_deref().unwrap_or(""))
+    );
     if !diff.missing().is_empty() {
-        outln!("not granted:    {}", diff.missing());
+        outln!("not granted:    {}", shown(&diff.missing().to_string()));
     }
     let secs = token.remaining(SystemClock.now()).as_secs();
     outln!("expires in:     {secs} s");
@@ -242,6 +273,18 @@ pub fn token(a: TokenArgs) -> Result<u8> {
         outln!("access token:   {}", token.access_token.secret());
     }
     Ok(0)
+}
+
+/// The origin of a token endpoint, as a base URL (`https://host:port/`).
+fn token_origin(token_url: &str) -> Result<String> {
+    let url = url::Url::parse(token_url.trim())
+        .map_err(|e| Failure::new(format!("invalid --token-url: {e}")))?;
+    match url.origin() {
+        origin @ url::Origin::Tuple(..) => Ok(format!("{}/", origin.ascii_serialization())),
+        url::Origin::Opaque(_) => Err(Failure::new(
+            "invalid --token-url: it has no origin (expected https://…)",
+        )),
+    }
 }
 
 /// Connection and authorization options shared by every FHIR command (`get`, `search`, …,

@@ -56,13 +56,21 @@ impl Transport {
     pub(crate) fn client(&self) -> Result<SharedHttpClient> {
         let mut b = HyperHttpClient::builder().insecure_http(self.policy());
         if let Some(path) = &self.ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?;
+            let pem = crate::files::read_file(
+                path,
+                "a PEM certificate file",
+                crate::files::CA_CERT_LIMIT,
+            )?;
             b = b.add_root_certificate_pem(pem);
         }
-        let client = b
-            .build()
-            .map_err(|e| Failure::from_error("cannot set up HTTPS", &e))?;
+        let client = b.build().map_err(|e| {
+            // The library numbers the certificates it was given; the user knows the file.
+            let context = match &self.ca_cert {
+                Some(path) => format!("cannot set up HTTPS with --ca-cert {}", path.display()),
+                None => "cannot set up HTTPS".to_owned(),
+            };
+            Failure::from_error(&context, &e)
+        })?;
         Ok(SharedHttpClient::new(client))
     }
 }

@@ -406,3 +406,140 @@ fn token_options_from_the_environment() {
     assert_failure(&o, "SMART_PRIVATE_KEY");
     assert!(!stderr(&o).contains("SECRET"), "{}", stderr(&o));
 }
+
+/// Issue 11 §1 (a custom `--kid` is lost): the kid is kept in the PEM file, so `jwks` and
+/// `assertion` use it without being told again.
+#[test]
+fn keygen_keeps_a_custom_kid() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cli(
+        &[
+            "keygen", "--alg", "ES256", "--kid", "k-2025", "--out", "k.pem", "--jwks", "k.json",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "k-2025");
+    let o = cli(&["jwks", "k.pem"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let set: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(set["keys"][0]["kid"], "k-2025");
+    let published: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("k.json")).unwrap()).unwrap();
+    assert_eq!(set, published);
+}
+
+/// Issue 11 §1 (writes that follow symlinks): `keygen --force` replaces a symlink at `--out`
+/// instead of writing through it; without --force it refuses; and when `--jwks` cannot be
+/// written, no private key is left behind (all outputs or none).
+#[cfg(unix)]
+#[test]
+fn keygen_never_follows_a_symlink_and_writes_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("k.pem")).unwrap();
+    let o = cli(&["keygen", "--alg", "ES256", "--out", "k.pem"], dir.path());
+    assert_failure(&o, "exists");
+    let o = cli(
+        &["keygen", "--alg", "ES256", "--out", "k.pem", "--force"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let meta = std::fs::symlink_metadata(dir.path().join("k.pem")).unwrap();
+    assert!(!meta.file_type().is_symlink());
+
+    let o = cli(
+        &[
+            "keygen",
+            "--alg",
+            "ES256",
+            "--out",
+            "new.pem",
+            "--jwks",
+            "no-such-dir/k.json",
+        ],
+        dir.path(),
+    );
+    assert_failure(&o, "k.json");
+    assert!(
+        !dir.path().join("new.pem").exists(),
+        "no private key without its JWKS"
+    );
+}
+
+/// Issue 11 §1 (local input read without a bound): a FIFO given as a key file is refused at
+/// once (it would block for ever), a device is refused, and a huge file is refused naming the
+/// limit, all without reading them.
+#[cfg(unix)]
+#[test]
+fn key_files_are_bounded_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.pem");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let o = cli(&["jwks", "fifo.pem"], dir.path());
+    assert_failure(&o, "not a regular file");
+    let o = cli(&["jwks", "/dev/zero"], dir.path());
+    assert_failure(&o, "not a regular file");
+    let big = std::fs::File::create(dir.path().join("big.pem")).unwrap();
+    big.set_len(2 << 20).unwrap();
+    let o = cli(&["jwks", "big.pem"], dir.path());
+    assert_failure(&o, "larger than 1 MiB");
+    let o = cli(
+        &[
+            "discover",
+            "https://ehr.example/fhir",
+            "--ca-cert",
+            "fifo.pem",
+        ],
+        dir.path(),
+    );
+    assert_failure(&o, "not a regular file");
+    // A bad certificate file is named in the error.
+    std::fs::write(
+        dir.path().join("bad.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let o = cli(
+        &[
+            "discover",
+            "https://ehr.example/fhir",
+            "--ca-cert",
+            "bad.pem",
+        ],
+        dir.path(),
+    );
+    assert_failure(&o, "bad.pem");
+}
+
+/// Issue 11 §1 (`token --token-url` demanded `--fhir-base`): with a token endpoint given, no
+/// FHIR base is asked for; the request goes to that endpoint (here refused: nothing listens).
+#[test]
+fn token_with_a_token_url_needs_no_fhir_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cli(&["keygen", "--alg", "ES256", "--out", "k.pem"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cli(
+        &[
+            "token",
+            "--token-url",
+            "http://127.0.0.1:9/token",
+            "--client-id",
+            "app",
+            "--scope",
+            "system/Patient.rs",
+            "--key",
+            "k.pem",
+            "--insecure-http",
+        ],
+        dir.path(),
+    );
+    assert_failure(&o, "no token");
+    assert!(!stderr(&o).contains("--fhir-base"), "{}", stderr(&o));
+}

@@ -325,3 +325,185 @@ fn p7_http_base_without_opt_in() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--insecure-http"), "{}", stderr(&o));
 }
+
+/// Issue 11 §1 (`get Group/X` prints whatever came back): an answer of another resource type
+/// is refused, exit 1, and not printed.
+#[test]
+fn get_refuses_another_resource_type() {
+    let (base, _) = serve(vec![(200, patient("X"))]);
+    let o = cli(&["get", "Group/X"], &base, None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("answered with a Patient, not a Group"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).is_empty());
+}
+
+/// Issue 11 §1 (terminal escapes from server text): the human output of `discover` shows no
+/// control character the server sent; `--json` keeps the server's strings exact.
+#[test]
+fn discover_human_output_has_no_terminal_escapes() {
+    let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    let config = json!({
+        "issuer": format!("https://ehr.example/{hostile}"),
+        "token_endpoint": "http://127.0.0.1:9/token",
+        "authorization_endpoint": format!("http://127.0.0.1:9/auth{hostile}"),
+        "capabilities": [format!("launch-ehr{hostile}"), "client-confidential-asymmetric"],
+        "grant_types_supported": [format!("client_credentials{hostile}")],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "code_challenge_methods_supported": ["S256"]
+    });
+    for json_output in [false, true] {
+        let (base, _) = serve(vec![(200, config.clone())]);
+        let mut args = vec!["discover", base.as_str(), "--insecure-http"];
+        if json_output {
+            args.push("--json");
+        }
+        let o = Command::new(env!("CARGO_BIN_EXE_smart-fhir"))
+            .args(&args)
+            .env_remove("SMART_INSECURE_HTTP")
+            .output()
+            .expect("run smart-fhir");
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        if json_output {
+            let v: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["capabilities"][0], json!(format!("launch-ehr{hostile}")));
+        } else {
+            assert!(out.contains("launch-ehr"), "{out}");
+            assert!(
+                !out.contains(['\u{1b}', '\u{7}']),
+                "escape on stdout: {out:?}"
+            );
+        }
+    }
+}
+
+/// A scripted server whose replies are raw HTTP responses, made once the port is known; one
+/// connection per reply, in order. Returns the base URL and the request lines seen.
+fn serve_raw(replies: impl FnOnce(u16) -> Vec<String>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let replies = replies(port);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    std::thread::spawn(move || {
+        for reply in replies {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                return;
+            }
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                    break;
+                }
+            }
+            seen.lock().unwrap().push(line.trim().to_owned());
+            let mut stream = reader.into_inner();
+            let _ = stream.write_all(reply.as_bytes());
+            let _ = stream.flush();
+        }
+    });
+    (format!("http://127.0.0.1:{port}/fhir"), log)
+}
+
+fn raw(status: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let mut r = format!(
+        "HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    r.push_str("\r\n");
+    r.push_str(body);
+    r
+}
+
+/// The replies of an export whose one file answers `file_body`, then the DELETE of the job.
+fn export_replies(port: u16, file_body: &str) -> Vec<String> {
+    let origin = format!("http://127.0.0.1:{port}");
+    let manifest = json!({
+        "transactionTime": "2024-05-01T10:00:00Z\u{1b}]0;pwned\u{7}",
+        "request": format!("{origin}/fhir/$export"),
+        "requiresAccessToken": false,
+        "output": [{"type": "Patient", "url": format!("{origin}/files/p1")}],
+        "error": []
+    })
+    .to_string();
+    vec![
+        raw(
+            "202 Accepted",
+            &[("content-location", &format!("{origin}/status/1"))],
+            "",
+        ),
+        raw("200 OK", &[("content-type", "application/json")], &manifest),
+        raw(
+            "200 OK",
+            &[("content-type", "application/fhir+ndjson")],
+            file_body,
+        ),
+        raw("202 Accepted", &[], ""),
+    ]
+}
+
+fn export(base: &str, out: &std::path::Path) -> Output {
+    cli(&["export", "--out", out.to_str().unwrap()], base, None)
+}
+
+/// Issue 11 §1 (Bulk downloads without a bound, SC-7.23): a failed download deletes the job at
+/// the server and writes no manifest.json beside the partial set of files; a complete export
+/// writes it after the files (replacing a planted symlink, never following it), and its human
+/// summary shows no terminal escape from the server.
+#[test]
+fn export_failure_deletes_the_job_and_writes_no_manifest() {
+    let (base, log) =
+        serve_raw(|port| export_replies(port, "{\"resourceType\":\"Patient\"}\nnot json\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let o = export(&base, dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("deleted at the server"), "{err}");
+    assert!(err.contains("incomplete"), "{err}");
+    assert!(!dir.path().join("manifest.json").exists());
+    let seen = log.lock().unwrap().clone();
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("DELETE /status/1 HTTP/1.1"),
+        "{seen:?}"
+    );
+
+    let (base, log) =
+        serve_raw(|port| export_replies(port, "{\"resourceType\":\"Patient\",\"id\":\"1\"}\n"));
+    let dir = tempfile::tempdir().unwrap();
+    // A symlink planted at manifest.json is replaced, never written through.
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&victim, dir.path().join("manifest.json")).unwrap();
+    let o = export(&base, dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let manifest = dir.path().join("manifest.json");
+    assert!(!std::fs::symlink_metadata(&manifest).unwrap().is_symlink());
+    assert!(manifest.is_file());
+    assert!(dir.path().join("Patient.1.ndjson").is_file());
+    let out = stdout(&o);
+    assert!(
+        out.contains("transactionTime: 2024-05-01T10:00:00Z"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(['\u{1b}', '\u{7}']),
+        "escape on stdout: {out:?}"
+    );
+    assert_eq!(log.lock().unwrap().len(), 4);
+}

@@ -642,3 +642,100 @@ async fn concurrent_downloads() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Issue 11 §1 (Bulk downloads without a bound), P15: a small gzip body that expands past the
+/// default ratio (a gzip bomb: megabytes of one byte) fails with a typed error naming the
+/// option, and nothing is left on disk; raised, the same body is read.
+#[tokio::test]
+async fn p15_gzip_bomb_fails_at_the_default_expansion_ratio() {
+    // 16 MiB of spaces after one line of JSON compress to a few dozen KiB: far above 200 : 1.
+    let mut text = Vec::new();
+    text.extend_from_slice(b"{\"resourceType\":\"Patient\"}\n");
+    text.resize(16 << 20, b' ');
+    let gz = {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&text).unwrap();
+        e.finish().unwrap()
+    };
+    assert!((gz.len() as u64) < 64 * 1024, "the bomb is small");
+    let fake = Fake::default();
+    fake.on(
+        Method::GET,
+        FILE1,
+        Reply::status(200)
+            .header("content-encoding", "gzip")
+            .chunks(&gz, 4096),
+    );
+    let (job, _) = job_with(&fake, one_file(true, FILE1), DownloadOptions::default()).await;
+    let e = read_lines(&job).await.unwrap_err();
+    assert!(matches!(e, FhirError::Download { .. }), "{e}");
+    assert!(e.to_string().contains("max_expansion_ratio"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let e = job.download_to_dir(dir.path()).await.unwrap_err();
+    assert!(e.to_string().contains("max_expansion_ratio"), "{e}");
+    assert!(names(dir.path()).is_empty());
+
+    // Raised, the same body gets past the point where the default stopped it.
+    let opts = DownloadOptions::default().max_expansion_ratio(10_000);
+    let (job, _) = job_with(&fake, one_file(true, FILE1), opts).await;
+    let file = &job.manifest().unwrap().output[0];
+    let mut lines = job.open_lines(file).await.unwrap();
+    assert!(lines.next_line().await.unwrap().is_some());
+    assert_eq!(lines.next_line().await.unwrap(), None);
+}
+
+/// Issue 11 §1 (Bulk downloads without a bound): `max_file_bytes` bounds the decoded file as
+/// well as the received body, so a file that never ends stops at the bound.
+#[tokio::test]
+async fn p15_decoded_file_over_max_file_bytes_fails() {
+    let fake = Fake::default();
+    fake.on(
+        Method::GET,
+        FILE1,
+        Reply::ndjson_gzip(patients(0..2000), 4096),
+    );
+    let opts = DownloadOptions::default().max_file_bytes(10_000);
+    let (job, _) = job_with(&fake, one_file(true, FILE1), opts).await;
+    let e = read_lines(&job).await.unwrap_err();
+    assert!(e.to_string().contains("max_file_bytes"), "{e}");
+    let plain = Fake::default();
+    plain.on(Method::GET, FILE1, Reply::ndjson(patients(0..2000), 4096));
+    let opts = DownloadOptions::default().max_file_bytes(10_000);
+    let (job, _) = job_with(&plain, one_file(true, FILE1), opts).await;
+    assert!(
+        read_lines(&job).await.is_err(),
+        "the received body is bounded too"
+    );
+}
+
+/// Issue 11 §1 (writes that follow symlinks): a symlink planted at a `.part` name or at a
+/// final name in the output directory is never followed: the file it points to keeps its
+/// content, and the downloaded data lands in the directory.
+#[cfg(unix)]
+#[tokio::test]
+async fn planted_symlinks_in_the_output_directory_are_not_followed() {
+    let fake = Fake::default();
+    fake.on(Method::GET, FILE1, Reply::ndjson(patients(0..3), 64));
+    let opts = DownloadOptions::default().include_errors(false);
+    let (job, _) = job_with(&fake, one_file(true, FILE1), opts).await;
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join(".Patient.1.ndjson.part")).unwrap();
+    job.download_to_dir(dir.path()).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(names(dir.path()), ["Patient.1.ndjson"]);
+
+    std::fs::remove_file(dir.path().join("Patient.1.ndjson")).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("Patient.1.ndjson")).unwrap();
+    job.download_to_dir(dir.path()).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let written = dir.path().join("Patient.1.ndjson");
+    assert!(!std::fs::symlink_metadata(&written).unwrap().is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(&written).unwrap().lines().count(),
+        3
+    );
+}

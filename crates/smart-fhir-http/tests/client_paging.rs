@@ -262,6 +262,30 @@ async fn sc_8_18_max_pages_and_resume() {
         .is_err());
 }
 
+/// Issue 11 §1 (paging time without a bound), SC-8.18: past `time_limit` no further `next`
+/// link is followed; the walk ends quietly and `next_url` tells where to resume.
+#[tokio::test]
+async fn sc_8_18_time_limit_ends_the_walk() {
+    let p2 = format!("{BASE}/Patient?page=2");
+    let http = FakeHttp::new([
+        Reply::json(200, bundle(vec![patient("1")], Some(&p2))),
+        Reply::json(200, bundle(vec![patient("2")], None)),
+    ]);
+    let c = open_client(&http);
+    let mut res = c
+        .search_pages("Patient", &[])
+        .unwrap()
+        .time_limit(std::time::Duration::ZERO)
+        .resources::<Value>();
+    let mut got = vec![];
+    while let Some(r) = res.next_resource().await.unwrap() {
+        got.push(r);
+    }
+    assert_eq!(ids(&got), vec!["1"]);
+    assert_eq!(http.seen().len(), 1);
+    assert_eq!(res.next_url().expect("where to resume").as_str(), p2);
+}
+
 /// SC-8.16: `search.mode = outcome` entries are not resources of the result; `entries` exposes
 /// them with their OperationOutcome. A caller's typed resource is not asked to decode them.
 #[tokio::test]

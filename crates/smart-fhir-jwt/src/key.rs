@@ -69,7 +69,7 @@ impl PrivateKey {
             } else {
                 Self::from_jwk_value(value)
             }
-        } else if text.starts_with("-----BEGIN") {
+        } else if text.starts_with("-----BEGIN") || text.starts_with(KID_LINE) {
             Self::from_pem(text)
         } else {
             Err(JwtError::InvalidKey {
@@ -81,8 +81,11 @@ impl PrivateKey {
 
     /// Reads a PEM private key: PKCS#8 `PRIVATE KEY` (RSA, EC P-256, EC P-384), PKCS#1
     /// `RSA PRIVATE KEY` or SEC1 `EC PRIVATE KEY`. Other blocks (such as `EC PARAMETERS`) are
-    /// skipped; encrypted keys are refused with [`JwtError::EncryptedKey`].
+    /// skipped; encrypted keys are refused with [`JwtError::EncryptedKey`]. A `kid: …` line
+    /// before the first block, as [`to_pkcs8_pem_with_kid`](Self::to_pkcs8_pem_with_kid) writes
+    /// it, becomes the key's id.
     pub fn from_pem(pem: &str) -> Result<Self, JwtError> {
+        let kid = pem_kid(pem);
         let (kind, der) = pem::private_key_der(pem)?;
         let pair = match kind {
             PemKind::Pkcs8 => match pem::classify_pkcs8(&der)? {
@@ -103,7 +106,7 @@ impl PrivateKey {
                 KeyPair::ec_from_der(&der, curve, "SEC1")?
             }
         };
-        Self::from_pair(pair, None, None, true)
+        Self::from_pair(pair, kid, None, true)
     }
 
     /// Reads a private JWK (RFC 7517, RFC 7518 §6). Its `kid` becomes the key's id; its `alg`,
@@ -420,9 +423,46 @@ impl PrivateKey {
         self.pair.to_pkcs8_pem()
     }
 
+    /// The private key as PKCS#8 PEM preceded by a `kid: …` line (explanatory text before the
+    /// block, which RFC 7468 §5.2 allows and PEM readers skip), so that a custom key id survives
+    /// in a file: [`from_pem`](Self::from_pem) and [`from_bytes`](Self::from_bytes) read it back.
+    /// A kid with a control character or leading/trailing white space cannot be written on one
+    /// line and is refused.
+    ///
+    /// # Security warning
+    ///
+    /// This is the private key. Never log it; write it only where secrets belong.
+    pub fn to_pkcs8_pem_with_kid(&self) -> Result<Zeroizing<String>, JwtError> {
+        if self.kid.chars().any(char::is_control) || self.kid.trim() != self.kid {
+            return Err(JwtError::InvalidKey {
+                format: "PEM",
+                reason: "the kid cannot be written on one line",
+            });
+        }
+        let pem = self.pair.to_pkcs8_pem();
+        Ok(Zeroizing::new(format!(
+            "{KID_LINE} {}\n{}",
+            self.kid,
+            pem.as_str()
+        )))
+    }
+
     pub(crate) fn pair(&self) -> &KeyPair {
         &self.pair
     }
+}
+
+/// The start of the line that carries a key id before a PEM block.
+const KID_LINE: &str = "kid:";
+
+/// The key id of a `kid: …` line before the first PEM block, if any.
+fn pem_kid(pem: &str) -> Option<String> {
+    let head = &pem[..pem.find("-----BEGIN")?];
+    head.lines()
+        .find_map(|l| l.trim().strip_prefix(KID_LINE))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
 }
 
 impl FromStr for PrivateKey {
@@ -860,6 +900,27 @@ pub(crate) mod tests {
         assert_eq!(key.kid(), "k-2025");
         assert_eq!(key.public_jwk()["kid"], json!("k-2025"));
         assert_eq!(key.with_kid("").unwrap_err(), JwtError::EmptyKid);
+    }
+
+    /// Issue 11 §1 (a custom `--kid` is lost in a PEM file): the kid written before the block
+    /// is read back by `from_pem` and `from_bytes`; a kid that cannot stay on one line is
+    /// refused rather than written so that it would change the file.
+    #[test]
+    fn a_custom_kid_survives_a_pem_file() {
+        let key = shared(KeySpec::P256).clone().with_kid("k-2025 a").unwrap();
+        let pem = key.to_pkcs8_pem_with_kid().unwrap();
+        assert!(pem.starts_with("kid: k-2025 a\n-----BEGIN PRIVATE KEY-----"));
+        assert_eq!(PrivateKey::from_pem(&pem).unwrap().kid(), "k-2025 a");
+        let back = PrivateKey::from_bytes(pem.as_bytes()).unwrap();
+        assert_eq!(back.kid(), "k-2025 a");
+        assert_eq!(back.thumbprint(), key.thumbprint());
+        // Without the line, the thumbprint as before.
+        let plain = PrivateKey::from_pem(&key.to_pkcs8_pem()).unwrap();
+        assert_eq!(plain.kid(), key.thumbprint());
+        for bad in ["a\nkid: b", " padded", "tab\t"] {
+            let key = key.clone().with_kid(bad).unwrap();
+            assert!(key.to_pkcs8_pem_with_kid().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -25,6 +25,13 @@ pub struct Restrictions {
 /// Percent-decoded, sorted, deduplicated `(name, value)` pairs: what equivalence compares.
 pub(crate) type RestrictionKey = Vec<(Vec<u8>, Vec<u8>)>;
 
+#[cfg(test)]
+thread_local! {
+    /// How many restriction keys this thread computed (each decodes and sorts): the measure of
+    /// the coverage check's cost in tests.
+    pub(crate) static KEY_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 impl Restrictions {
     /// Parses `param=value(&param=value)*`, with or without the leading `?`.
     ///
@@ -109,6 +116,8 @@ impl Restrictions {
     }
 
     pub(crate) fn key(&self) -> RestrictionKey {
+        #[cfg(test)]
+        KEY_CALLS.with(|c| c.set(c.get() + 1));
         let mut key: RestrictionKey = self
             .params()
             .map(|(name, value)| (percent_decode(name), percent_decode(value)))

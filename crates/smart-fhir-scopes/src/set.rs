@@ -191,39 +191,15 @@ impl ScopeSet {
     /// nothing of it is granted, or a v2 scope with the missing permissions when a resource scope
     /// is partly granted.
     fn missing_part(&self, scope: &Scope) -> Option<Scope> {
-        let Some(wanted) = scope.resource_view() else {
-            return if self.order.iter().any(|g| g.covers_plain(scope)) {
-                None
-            } else {
-                Some(scope.clone())
-            };
-        };
-        let granted = self
-            .order
-            .iter()
-            .filter_map(Scope::resource_view)
-            .filter(|g| g.reaches(&wanted))
-            .fold(Permissions::EMPTY, |acc, g| acc | g.permissions());
-        let missing = wanted.permissions().difference(granted);
-        if missing.is_empty() {
-            None
-        } else if missing == wanted.permissions() {
-            Some(scope.clone())
-        } else {
-            Some(Scope::Resource(ResourceScope::from_parts(
-                wanted.context(),
-                wanted.resource().clone(),
-                missing,
-                wanted.restrictions().cloned(),
-            )))
-        }
+        CoverageIndex::new(self).missing_part(scope)
     }
 
     /// The parts of `self` that `other` does not cover, in `self`'s order.
     fn not_covered_by(&self, other: &ScopeSet) -> ScopeSet {
+        let index = CoverageIndex::new(other);
         self.order
             .iter()
-            .filter_map(|scope| other.missing_part(scope))
+            .filter_map(|scope| index.missing_part(scope))
             .collect()
     }
 
@@ -357,6 +333,74 @@ impl ScopeSet {
 /// What resource scopes are merged by: context, type, and restrictions up to equivalence.
 type GroupKey = (Context, ResourceType, Option<RestrictionKey>);
 
+/// A granted set indexed for coverage checks: the union of permissions per (context, type,
+/// restrictions up to equivalence). A requested resource scope is reached exactly by the
+/// granted groups on its context with `*` or its type, unrestricted or equivalently restricted
+/// (see [`ResourceScope::reaches`]): at most four look-ups, so checking n scopes against m
+/// costs O(n + m), not O(n · m) restriction comparisons.
+struct CoverageIndex<'a> {
+    granted: &'a ScopeSet,
+    groups: HashMap<GroupKey, Permissions>,
+}
+
+impl<'a> CoverageIndex<'a> {
+    fn new(granted: &'a ScopeSet) -> Self {
+        let mut groups: HashMap<GroupKey, Permissions> = HashMap::new();
+        for view in granted.order.iter().filter_map(Scope::resource_view) {
+            let key = (
+                view.context(),
+                view.resource().clone(),
+                view.restrictions().map(|r| r.key()),
+            );
+            let entry = groups.entry(key).or_insert(Permissions::EMPTY);
+            *entry |= view.permissions();
+        }
+        Self { granted, groups }
+    }
+
+    /// See [`ScopeSet::missing_part`].
+    fn missing_part(&self, scope: &Scope) -> Option<Scope> {
+        let Some(wanted) = scope.resource_view() else {
+            let covered = self.granted.members.contains(scope)
+                || match scope {
+                    Scope::FhirUser => self.granted.members.contains(&Scope::Profile),
+                    Scope::Profile => self.granted.members.contains(&Scope::FhirUser),
+                    _ => false,
+                };
+            return if covered { None } else { Some(scope.clone()) };
+        };
+        let context = wanted.context();
+        let restriction = wanted.restrictions().map(|r| r.key());
+        let mut keys: Vec<GroupKey> = vec![(context, ResourceType::Any, None)];
+        if *wanted.resource() != ResourceType::Any {
+            keys.push((context, wanted.resource().clone(), None));
+        }
+        if let Some(r) = &restriction {
+            keys.push((context, ResourceType::Any, Some(r.clone())));
+            if *wanted.resource() != ResourceType::Any {
+                keys.push((context, wanted.resource().clone(), Some(r.clone())));
+            }
+        }
+        let granted = keys
+            .iter()
+            .filter_map(|k| self.groups.get(k))
+            .fold(Permissions::EMPTY, |acc, p| acc | *p);
+        let missing = wanted.permissions().difference(granted);
+        if missing.is_empty() {
+            None
+        } else if missing == wanted.permissions() {
+            Some(scope.clone())
+        } else {
+            Some(Scope::Resource(ResourceScope::from_parts(
+                wanted.context(),
+                wanted.resource().clone(),
+                missing,
+                wanted.restrictions().cloned(),
+            )))
+        }
+    }
+}
+
 /// Something a [`ScopeSet`] can cover: a [`Scope`], a [`ResourceScope`] or a [`ScopeSet`].
 ///
 /// Sealed: it cannot be implemented outside this crate.
@@ -388,9 +432,10 @@ impl Coverable for ResourceScope {
 
 impl Coverable for ScopeSet {
     fn is_covered_by(&self, granted: &ScopeSet) -> bool {
+        let index = CoverageIndex::new(granted);
         self.order
             .iter()
-            .all(|scope| granted.missing_part(scope).is_none())
+            .all(|scope| index.missing_part(scope).is_none())
     }
 }
 
@@ -686,6 +731,30 @@ impl ScopeSetBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 11 §1 (`scope covers` quadratic in restricted scopes), SC-5.16: n restricted
+    /// scopes checked against m granted ones compute each restriction key once (n + m), not
+    /// once per pair; the answer is unchanged (covered, and one missing found).
+    #[test]
+    fn sc_5_16_coverage_is_linear_in_restricted_scopes() {
+        let n = 300;
+        let text = |i: usize| format!("patient/Observation.rs?category=c{i}&code=x{i}");
+        let granted: ScopeSet = (0..n).map(|i| text(i).parse::<Scope>().unwrap()).collect();
+        let requested: ScopeSet = (0..n)
+            .map(|i| text(n - 1 - i).parse::<Scope>().unwrap())
+            .collect();
+        let before = crate::restrictions::KEY_CALLS.with(|c| c.get());
+        assert!(granted.covers(&requested));
+        let diff = requested.difference(&granted);
+        let calls = crate::restrictions::KEY_CALLS.with(|c| c.get()) - before;
+        assert!(diff.missing().is_empty() && diff.extra().is_empty());
+        // covers: n + n; difference: both ways, n + n each.
+        assert!(calls <= 6 * n, "{calls} restriction keys for {n} scopes");
+        let mut more = requested.clone();
+        more.insert(text(n).parse::<Scope>().unwrap());
+        assert!(!granted.covers(&more));
+        assert_eq!(more.difference(&granted).missing().to_string(), text(n));
+    }
     use crate::error::ScopeErrorKind;
 
     fn set(text: &str) -> ScopeSet {

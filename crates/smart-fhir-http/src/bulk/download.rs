@@ -27,6 +27,16 @@ use smart_fhir_core::text::describe_json_error;
 /// The most of an error response body read to describe it.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
+/// The default largest file, received or decoded: 16 GiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 << 30;
+
+/// The default largest gzip expansion: 200 decoded bytes per received byte (NDJSON compresses
+/// some 10 to 30 times; a gzip bomb some 1,000 times).
+pub const DEFAULT_MAX_EXPANSION_RATIO: u64 = 200;
+
+/// The received bytes that count as at least this many for the expansion check (64 KiB).
+pub const EXPANSION_ALLOWANCE: u64 = 64 * 1024;
+
 /// How files are downloaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -34,8 +44,15 @@ pub struct DownloadOptions {
     /// The longest NDJSON line (one resource) accepted, decoded (default 64 MiB); a longer
     /// one fails the file rather than growing memory (P15).
     pub max_line_bytes: usize,
-    /// The most bytes received for one file (default: no limit; memory stays flat anyway).
+    /// The most bytes of one file, received and decoded (default
+    /// [`DEFAULT_MAX_FILE_BYTES`]; `None`: no limit): a file that never ends fails instead of
+    /// filling the disk.
     pub max_file_bytes: Option<u64>,
+    /// The most a gzip body may expand: decoded bytes per received byte (default
+    /// [`DEFAULT_MAX_EXPANSION_RATIO`]; `None`: no limit). The first
+    /// [`EXPANSION_ALLOWANCE`] received bytes count as that many, so a small file is not
+    /// judged by its header. A gzip bomb fails early instead of filling the disk.
+    pub max_expansion_ratio: Option<u64>,
     /// Files downloaded at once by [`BulkJob::download_to_dir`] (default 2, at least 1).
     pub concurrency: usize,
     /// Whether to send `Accept-Encoding: gzip` (default true, SC-7.20). A gzipped answer is
@@ -54,7 +71,8 @@ impl Default for DownloadOptions {
     fn default() -> Self {
         Self {
             max_line_bytes: 64 * 1024 * 1024,
-            max_file_bytes: None,
+            max_file_bytes: Some(DEFAULT_MAX_FILE_BYTES),
+            max_expansion_ratio: Some(DEFAULT_MAX_EXPANSION_RATIO),
             concurrency: 2,
             gzip: true,
             include_errors: true,
@@ -74,6 +92,12 @@ impl DownloadOptions {
     /// Sets the most bytes received for one file.
     pub fn max_file_bytes(mut self, bytes: u64) -> Self {
         self.max_file_bytes = Some(bytes);
+        self
+    }
+
+    /// Sets the largest gzip expansion (decoded bytes per received byte).
+    pub fn max_expansion_ratio(mut self, ratio: u64) -> Self {
+        self.max_expansion_ratio = Some(ratio);
         self
     }
 
@@ -143,6 +167,9 @@ pub struct NdjsonLines {
     resource_type: String,
     max_line: usize,
     received: u64,
+    decoded: u64,
+    max_decoded: Option<u64>,
+    max_ratio: Option<u64>,
     content_length: Option<u64>,
     returned: u64,
     returned_bytes: u64,
@@ -295,18 +322,24 @@ impl NdjsonLines {
                     return Ok(Some(line));
                 }
                 if !self.pending.is_empty() {
+                    let before = self.lines.buffer_mut().len();
                     let n = self
                         .decoder
                         .decode(&self.pending, self.lines.buffer_mut())
                         .map_err(|reason| self.download_error(reason))?;
                     self.pending.advance(n);
+                    let added = self.lines.buffer_mut().len().saturating_sub(before);
+                    self.check_decoded(added)?;
                     continue;
                 }
             }
             if self.state == StreamState::BodyDone {
+                let before = self.lines.buffer_mut().len();
                 self.decoder
                     .finish(self.lines.buffer_mut())
                     .map_err(|reason| self.download_error(reason))?;
+                let added = self.lines.buffer_mut().len().saturating_sub(before);
+                self.check_decoded(added)?;
                 self.state = StreamState::Decoded;
                 continue;
             }
@@ -323,6 +356,14 @@ impl NdjsonLines {
                         .received
                         .saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
                     self.pending = chunk;
+                    // Whatever the transport enforces: the body itself is bounded here.
+                    if let Some(max) = self.max_decoded {
+                        if self.received > max {
+                            return Err(self.download_error(format!(
+                                "the body is larger than {max} bytes (max_file_bytes)"
+                            )));
+                        }
+                    }
                 }
                 Ok(None) => self.state = StreamState::BodyDone,
                 Err(source) => {
@@ -356,6 +397,33 @@ impl NdjsonLines {
                 "Bulk Data file failed"
             ),
         }
+    }
+
+    /// Counts decoded bytes against [`DownloadOptions::max_file_bytes`] and
+    /// [`DownloadOptions::max_expansion_ratio`].
+    fn check_decoded(&mut self, added: usize) -> Result<(), FhirError> {
+        self.decoded = self
+            .decoded
+            .saturating_add(u64::try_from(added).unwrap_or(u64::MAX));
+        if let Some(max) = self.max_decoded {
+            if self.decoded > max {
+                return Err(self.download_error(format!(
+                    "the decoded file is larger than {max} bytes (max_file_bytes)"
+                )));
+            }
+        }
+        if let Some(ratio) = self.max_ratio {
+            let allowed = self
+                .received
+                .max(EXPANSION_ALLOWANCE)
+                .saturating_mul(ratio.max(1));
+            if self.decoded > allowed {
+                return Err(self.download_error(format!(
+                    "the gzip body expands more than {ratio} times (max_expansion_ratio)"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn too_long(&self, e: LineTooLong) -> FhirError {
@@ -656,6 +724,9 @@ impl BulkJob {
             resource_type: trace::server_text(&file.resource_type),
             max_line,
             received: 0,
+            decoded: 0,
+            max_decoded: options.max_file_bytes,
+            max_ratio: options.max_expansion_ratio,
             content_length,
             returned: 0,
             returned_bytes: 0,
@@ -819,7 +890,15 @@ impl BulkJob {
         report(&lines, 0, false);
         // Created synchronously (a short call): an asynchronous create still running when this
         // future is dropped could leave a `.part` file behind after the guard removed it.
-        let file = std::fs::File::create(&part.path).map_err(io_error(&part.path))?;
+        // A leftover name is removed (a symlink itself, never its target), then the file is
+        // created exclusively: O_CREAT | O_EXCL never follows a symlink planted meanwhile, so
+        // nothing is written outside `dir`.
+        let _ = std::fs::remove_file(&part.path);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&part.path)
+            .map_err(io_error(&part.path))?;
         let file = tokio::fs::File::from_std(file);
         let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, file);
         let mut resources: u64 = 0;

@@ -53,7 +53,7 @@ mod trace;
 
 pub use download::{
     DownloadOptions, DownloadSummary, DownloadedFile, FileKind, FileProgress, NdjsonLines,
-    NdjsonStream,
+    NdjsonStream, DEFAULT_MAX_EXPANSION_RATIO, DEFAULT_MAX_FILE_BYTES, EXPANSION_ALLOWANCE,
 };
 pub use job::{BulkJob, InProgress, PollEvent, PollOptions, PollStatus, Progress};
 pub use kickoff::{BulkExport, ExportLevel, KickoffMethod};

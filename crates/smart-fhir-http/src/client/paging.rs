@@ -3,8 +3,11 @@
 //! A [`Pages`] stream yields each Bundle in turn: the answer to the first request, then the
 //! answer to each `Bundle.link` with `relation = "next"`, fetched with GET exactly as the server
 //! wrote it (servers encode their paging state in these opaque URLs). It ends when a page has no
-//! `next` link (or an empty one), after [`Pages::max_pages`] pages, or at the first error; a
-//! `next` link already followed ends it with [`FhirError::PagingLoop`].
+//! `next` link (or an empty one), after [`Pages::max_pages`] pages or [`Pages::time_limit`], or
+//! at the first error; a `next` link already followed (among the last 4,096 pages)
+//! ends it with [`FhirError::PagingLoop`]. Loop detection keeps a 64-bit keyed hash per page,
+//! not the URL, in a window of fixed size: a server that sends ever new, ever longer links
+//! costs the client no memory beyond that window.
 //!
 //! Every page goes through [`FhirClient::send`], so a `next` link to another origin is followed
 //! without the access token (P6), and pages are retried like any GET.
@@ -16,11 +19,13 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, Stream, StreamExt};
@@ -50,6 +55,50 @@ struct Shared {
     fetched: AtomicUsize,
     /// The most pages to fetch (`usize::MAX`: no bound).
     max_pages: AtomicUsize,
+    /// The longest time from the first request to the start of the last one.
+    time_limit: Mutex<Option<Duration>>,
+}
+
+/// The pages remembered for loop detection: a link that leads back further than this is not
+/// noticed as a loop (bound the walk with [`Pages::max_pages`] or [`Pages::time_limit`]).
+const LOOP_WINDOW: usize = 4096;
+
+/// The URLs of the last `LOOP_WINDOW` pages, as 64-bit hashes keyed at random per walk (a
+/// server cannot aim for a collision): memory stays flat however long the links are.
+struct RecentLinks {
+    hasher: RandomState,
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl RecentLinks {
+    fn new() -> Self {
+        Self {
+            hasher: RandomState::new(),
+            set: HashSet::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn hash(&self, url: &Url) -> u64 {
+        self.hasher.hash_one(url.as_str())
+    }
+
+    fn insert(&mut self, url: &Url) {
+        let h = self.hash(url);
+        if self.set.insert(h) {
+            self.order.push_back(h);
+            if self.order.len() > LOOP_WINDOW {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, url: &Url) -> bool {
+        self.set.contains(&self.hash(url))
+    }
 }
 
 impl Shared {
@@ -80,8 +129,10 @@ enum Step {
 struct Cursor {
     client: FhirClient,
     step: Step,
-    /// Every GET URL fetched, to detect a `next` link that leads back (SC-8.18).
-    seen: HashSet<String>,
+    /// The GET URLs fetched lately, to detect a `next` link that leads back (SC-8.18).
+    seen: RecentLinks,
+    /// When the first request went out.
+    started: Option<Instant>,
     shared: Arc<Shared>,
 }
 
@@ -120,6 +171,19 @@ fn decode_error(line: &RequestLine, reason: impl Into<String>) -> FhirError {
 }
 
 impl Cursor {
+    /// Whether the time limit has passed since the first request.
+    fn out_of_time(&self) -> bool {
+        let limit = *self
+            .shared
+            .time_limit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match (limit, self.started) {
+            (Some(limit), Some(started)) => started.elapsed() >= limit,
+            _ => false,
+        }
+    }
+
     async fn advance(mut self) -> Result<Option<(RawPage, Cursor)>, FhirError> {
         let request = match std::mem::replace(&mut self.step, Step::Done) {
             Step::Done => return Ok(None),
@@ -132,6 +196,10 @@ impl Cursor {
                 self.step = step;
                 return Ok(None);
             }
+            step @ Step::Follow(_) if self.out_of_time() => {
+                self.step = step;
+                return Ok(None);
+            }
             Step::Request(r) => r,
             Step::Follow(url) => self.client.request(Method::GET, &url, None)?,
         };
@@ -139,8 +207,9 @@ impl Cursor {
         let url = Url::parse(&request.uri().to_string())
             .map_err(|e| FhirError::InvalidRequest(format!("{line}: not an absolute URL: {e}")))?;
         if request.method() == Method::GET {
-            self.seen.insert(url.as_str().to_owned());
+            self.seen.insert(&url);
         }
+        self.started.get_or_insert_with(Instant::now);
         // Searches and history reads change nothing: safe to repeat, also as a POST `_search`.
         let options = RequestOptions::default().idempotent(true);
         let response = self.client.send_checked(request, &options).await?;
@@ -185,7 +254,7 @@ impl Cursor {
                     ) {
                         self.shared.set_next(None);
                         Step::Fail(FhirError::Url(e))
-                    } else if self.seen.contains(next.as_str()) {
+                    } else if self.seen.contains(&next) {
                         self.shared.set_next(None);
                         Step::Fail(FhirError::PagingLoop {
                             path: next.path().to_owned(),
@@ -255,11 +324,13 @@ impl<T> Pages<T> {
             next: Mutex::new(None),
             fetched: AtomicUsize::new(0),
             max_pages: AtomicUsize::new(usize::MAX),
+            time_limit: Mutex::new(None),
         });
         let cursor = Cursor {
             client: client.clone(),
             step,
-            seen: HashSet::new(),
+            seen: RecentLinks::new(),
+            started: None,
             shared: shared.clone(),
         };
         let raw = futures_util::stream::try_unfold(cursor, Cursor::advance).boxed();
@@ -283,6 +354,19 @@ impl<T> Pages<T> {
     /// tells where to resume, with [`FhirClient::pages_from`].
     pub fn max_pages(self, n: usize) -> Self {
         self.shared.max_pages.store(n, Ordering::SeqCst);
+        self
+    }
+
+    /// Follows no `next` link once `limit` has passed since the first request, then ends
+    /// quietly as after [`max_pages`](Self::max_pages) ([`Pages::next_url`] tells where to
+    /// resume). A page already requested is not cut short: each request has the client's own
+    /// timeout.
+    pub fn time_limit(self, limit: Duration) -> Self {
+        *self
+            .shared
+            .time_limit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(limit);
         self
     }
 
@@ -642,5 +726,34 @@ impl FhirClient {
     ) -> Result<Pages, FhirError> {
         let request = self.operation_request(level, name, params)?;
         Ok(self.pages(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11 §1 (paging memory without a bound), SC-8.18: however many ever longer links a
+    /// server sends, loop detection keeps at most `LOOP_WINDOW` hashes; a link among the recent
+    /// ones is still found, one pushed out of the window is forgotten.
+    #[test]
+    fn sc_8_18_loop_detection_memory_is_bounded() {
+        let mut recent = RecentLinks::new();
+        let url = |i: usize| {
+            Url::parse(&format!(
+                "https://ehr.example/fhir?page={i}&pad={}",
+                "x".repeat(i % 2000)
+            ))
+            .unwrap()
+        };
+        let total = LOOP_WINDOW * 5;
+        for i in 0..total {
+            recent.insert(&url(i));
+            assert!(recent.set.len() <= LOOP_WINDOW);
+            assert!(recent.order.len() <= LOOP_WINDOW);
+        }
+        assert!(recent.contains(&url(total - 1)));
+        assert!(recent.contains(&url(total - LOOP_WINDOW)));
+        assert!(!recent.contains(&url(0)));
     }
 }
