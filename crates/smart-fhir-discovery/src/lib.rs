@@ -93,7 +93,10 @@ mod well_known;
 #[cfg(test)]
 mod tests;
 
-pub use cache::{DiscoveryCache, DiscoveryCacheBuilder, DEFAULT_MAX_ENTRIES, DEFAULT_TTL, MAX_TTL};
+pub use cache::{
+    DiscoveryCache, DiscoveryCacheBuilder, DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_MAX_ENTRIES,
+    DEFAULT_TTL, MAX_TTL,
+};
 pub use capability::{Capability, CapabilitySet};
 pub use config::{AssociatedEndpoint, ConfigurationSource, SmartConfiguration, Validation};
 pub use error::{BodyKind, DiscoveryError};
