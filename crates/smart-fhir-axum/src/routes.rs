@@ -39,9 +39,8 @@ pub(crate) async fn launch(
             &p("An EHR launch needs the iss and launch parameters. Launch the app from your EHR again."),
         );
     };
-    let sid = match browser_session(&smart, &headers) {
-        Ok(sid) => sid,
-        Err(r) => return r,
+    let Some(sid) = browser_session(&smart, &headers) else {
+        return unavailable();
     };
     match smart.inner.app.launch(&sid, &iss, &launch).await {
         Ok(request) => authorize(&smart, request, &sid),
@@ -74,9 +73,8 @@ pub(crate) async fn login(
         }
         (None, servers) => return choose_server(&smart, servers),
     };
-    let sid = match browser_session(&smart, &headers) {
-        Ok(sid) => sid,
-        Err(r) => return r,
+    let Some(sid) = browser_session(&smart, &headers) else {
+        return unavailable();
     };
     match smart.inner.app.standalone(&sid, &iss).await {
         Ok(request) => authorize(&smart, request, &sid),
@@ -102,19 +100,23 @@ fn choose_server(smart: &SmartLaunch, servers: &[smart_fhir::FhirBaseUrl]) -> Re
 }
 
 /// The browser's session id: the one its cookie names (so that launches in several tabs keep
-/// their authorizations in flight side by side, each under its own `state`), else a new one.
-fn browser_session(smart: &SmartLaunch, headers: &HeaderMap) -> Result<String, Response> {
+/// their authorizations in flight side by side, each under its own `state`), else a new one;
+/// `None` when the system has no randomness to give.
+fn browser_session(smart: &SmartLaunch, headers: &HeaderMap) -> Option<String> {
     if let Some(sid) = smart.session_id(headers) {
-        return Ok(sid);
+        return Some(sid);
     }
-    new_session_id().map_err(|e| {
-        tracing::error!(error = %e, "SMART launch: no random session id");
-        page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Unavailable",
-            &p("Try again."),
-        )
-    })
+    new_session_id()
+        .map_err(|e| tracing::error!(error = %e, "SMART launch: no random session id"))
+        .ok()
+}
+
+fn unavailable() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Unavailable",
+        &p("Try again."),
+    )
 }
 
 /// Sends the browser to the authorization server with the session cookie.
