@@ -70,7 +70,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use smart_fhir::{AppLaunch, FhirBaseUrl};
 
-pub use env::SESSION_STORE_VAR;
+pub use env::{LANDING_URL_VAR, SESSION_STORE_VAR};
 pub use session::{SmartError, SmartRejection, SmartSession};
 
 /// The session cookie's name on plain-HTTP loopback development servers.
