@@ -322,8 +322,9 @@ pub fn integration() -> Result<()> {
     drop(harness);
     drop(redis);
     eprintln!("redis stopped");
-    result?;
-    crate::browser::run_browser_test(&fx.dir)
+    // The browser test runs on its own harness, also when a test above failed.
+    let browser = crate::browser::run_browser_test(&fx.dir);
+    result.and(browser)
 }
 
 /// The browser test alone (`cargo xtask browser`), on this run's fixture directory.

@@ -129,11 +129,15 @@ where
         let smart = SmartLaunch::from_ref(state);
         let html = wants_html(&parts.headers);
         let Some(sid) = smart.session_id(&parts.headers) else {
+            tracing::debug!("SMART session: no session cookie; a launch is needed");
             return Err(SmartRejection::relaunch(&smart, html));
         };
         let session = match smart.inner.app.ready(&sid).await {
             Ok(s) => s,
-            Err(e) if e.is_relaunch_needed() => return Err(SmartRejection::relaunch(&smart, html)),
+            Err(e) if e.is_relaunch_needed() => {
+                tracing::debug!(error = %error_chain(&e), "SMART session: a launch is needed");
+                return Err(SmartRejection::relaunch(&smart, html));
+            }
             Err(e) => {
                 tracing::error!(error = %error_chain(&e), "SMART session unavailable");
                 return Err(SmartRejection::Unavailable { html });
