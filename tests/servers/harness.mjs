@@ -17,6 +17,7 @@ import {
 } from './lib/fhir.mjs';
 import { createTokenVerifier } from './lib/fhir_auth.mjs';
 import { sendJson } from './lib/http_util.mjs';
+import { createEhrHandler } from './lib/interactive.mjs';
 import { createInteractionHandler, LaunchStore } from './lib/launch.mjs';
 import {
   ACCESS_TOKEN_ALG, OIDC_SCOPES, SIGNING_ALGS, createProvider,
@@ -173,6 +174,7 @@ async function main() {
     readUser,
     state,
     log,
+    interactive: config.interactive,
   });
   const providerCallback = provider.callback();
   const handleInteraction = createInteractionHandler({
@@ -214,6 +216,11 @@ async function main() {
     }),
     log,
   });
+  const handleEhr = config.interactive
+    ? createEhrHandler({
+      store: launchStore, base, repo, defaultPatientId: patientIds[0],
+    })
+    : undefined;
   const handleAdmin = createAdminHandler({
     state, repo, bulk, launchStore, tokenSettings, log,
   });
@@ -238,6 +245,9 @@ async function main() {
     }
     if (pathname.startsWith('/bulk-files/')) {
       return bulk.handleFile(req, res, pathname);
+    }
+    if (handleEhr && pathname === '/ehr') {
+      return handleEhr(req, res);
     }
     if (pathname.startsWith('/interaction/')) {
       return handleInteraction(req, res);
@@ -276,13 +286,14 @@ async function main() {
     practitioner_id: practitionerId,
     introspection_endpoint: introspectionEndpoint,
     revocation_endpoint: revocationEndpoint,
+    ...(config.interactive ? { ehr: `${origin}/ehr` } : {}),
   };
   process.stdout.write(`${READY_PREFIX}${JSON.stringify(ready)}\n`);
   log(`ready on ${origin} in ${Math.round(performance.now() - startedAt)} ms `
     + `(${config.clients.length} client(s), access_token_ttl=${config.accessTokenTtl}s, `
     + `refresh_token_ttl=${config.refreshTokenTtl}s, id_token_ttl=${config.idTokenTtl}s, `
     + `bulk: poll_count=${config.bulk.pollCount} requires_access_token=${config.bulk.requiresAccessToken} `
-    + `file_max=${config.bulk.fileMax})`);
+    + `file_max=${config.bulk.fileMax})${config.interactive ? ', interactive' : ''}`);
 }
 
 main().catch((err) => {

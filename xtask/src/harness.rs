@@ -42,7 +42,7 @@ pub fn servers_dir() -> PathBuf {
     root().join("tests").join("servers")
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"))
@@ -116,7 +116,7 @@ pub fn start(config: &Path) -> Result<Harness> {
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
     l.local_addr()
         .map(|a| a.port())
@@ -322,7 +322,15 @@ pub fn integration() -> Result<()> {
     drop(harness);
     drop(redis);
     eprintln!("redis stopped");
-    result
+    // The browser test runs on its own harness, also when a test above failed.
+    let browser = crate::browser::run_browser_test(&fx.dir);
+    result.and(browser)
+}
+
+/// The browser test alone (`cargo xtask browser`), on this run's fixture directory.
+pub fn browser() -> Result<()> {
+    let fx = prepare()?;
+    crate::browser::run_browser_test(&fx.dir)
 }
 
 pub fn demo() -> Result<()> {

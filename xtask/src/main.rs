@@ -5,7 +5,9 @@
 //! * `test`: the workspace's unit and doc tests only.
 //! * `integration`: installs and starts the Node harness (`tests/servers/`) and Redis (a
 //!   standalone server and a three-master cluster, `redis-server` installed with apt-get when
-//!   missing), runs the integration tests against them, and always stops them.
+//!   missing), runs the integration tests against them, and always stops them; then the
+//!   browser test (headless Chromium through the `patient-viewer` example, `browser.rs`).
+//! * `browser`: the browser test alone.
 //! * `demo`: a full Backend Services flow against the harness (the README's first command).
 //! * `deny`: `cargo deny --offline check bans licenses sources` (installs cargo-deny when missing).
 //! * `bench jwt`: client-assertion signatures per second beside `openssl speed`.
@@ -13,6 +15,7 @@
 //! * `bench bulk`: a Bulk NDJSON download beside a raw body read, with peak memory.
 
 mod bench;
+mod browser;
 mod harness;
 mod redis;
 mod util;
@@ -21,7 +24,8 @@ use std::process::ExitCode;
 
 use util::{cargo, run, Result};
 
-const USAGE: &str = "usage: cargo xtask <ci|test|integration|demo|deny|bench jwt|http|bulk>";
+const USAGE: &str =
+    "usage: cargo xtask <ci|test|integration|browser|demo|deny|bench jwt|http|bulk>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +34,7 @@ fn main() -> ExitCode {
         Some("test") => unit_tests(),
         Some("integration") => harness::integration(),
         Some("demo") => harness::demo(),
+        Some("browser") => harness::browser(),
         Some("deny") => deny(args.iter().any(|a| a == "--advisories")),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => {

@@ -35,7 +35,7 @@ export const DEFAULT_BULK_REQUIRES_ACCESS_TOKEN = true;
 
 const TOP_LEVEL_KEYS = new Set([
   'port', 'clients', 'access_token_ttl', 'refresh_token_ttl', 'id_token_ttl',
-  'bulk_poll_count', 'bulk_requires_access_token', 'bulk_file_max',
+  'bulk_poll_count', 'bulk_requires_access_token', 'bulk_file_max', 'interactive',
 ]);
 const CLIENT_KEYS = new Set([
   'client_id', 'jwks', 'jwks_uri', 'token_endpoint_auth_method', 'client_secret', 'redirect_uris',
@@ -250,6 +250,13 @@ export function validateConfig(raw) {
     fail('bulk_requires_access_token: must be true or false');
   }
 
+  // Interactive mode: oidc-provider's own login and consent pages instead of the
+  // auto-approving interaction, and the "EHR" page at /ehr (for a real browser).
+  const interactive = raw.interactive ?? false;
+  if (typeof interactive !== 'boolean') {
+    fail('interactive: must be true or false');
+  }
+
   if (!Array.isArray(raw.clients)) {
     fail('clients: must be an array');
   }
@@ -263,6 +270,7 @@ export function validateConfig(raw) {
     refreshTokenTtl,
     idTokenTtl,
     bulk: { pollCount, requiresAccessToken, fileMax },
+    interactive,
   };
 }
 

@@ -22,6 +22,7 @@ import { decodeJwt } from 'jose';
 
 import { CLIENT_ASSERTION_ALGS, CLIENT_AUTH_METHODS, ID_TOKEN_ALGS } from './config.mjs';
 import { keepOfflineAccess, launchMiddleware, launchProviderHooks } from './launch.mjs';
+import { bindInteractiveGrant } from './interactive.mjs';
 import { allowedScopes } from './scopes.mjs';
 
 /** Upper bound on `exp - now` of a client assertion (SMART Backend Services). */
@@ -184,7 +185,7 @@ export function claimedClientId(ctx) {
  */
 export function createProvider({
   issuer, fhirBase, otherResource, clients, tokenSettings, signingJwks, publicJwks,
-  interactionBase, launchStore, readUser, state, log,
+  interactionBase, launchStore, readUser, state, log, interactive = false,
 }) {
   const scopeString = allowedScopes().join(' ');
 
@@ -212,6 +213,8 @@ export function createProvider({
     extraParams: hooks.extraParams(errors),
     findAccount: hooks.findAccount,
     interactions: {
+      // Interactive mode: oidc-provider's own pages, under its mount path.
+      // (Interactive mode: oidc-provider's own pages, at its own URL.)
       url: (ctx, interaction) => `${interactionBase}/${interaction.uid}`,
       policy: interactionPolicyAlwaysConsent(),
     },
@@ -224,13 +227,15 @@ export function createProvider({
     },
     // POSTed authorization requests (SMART `authorize-post`); oidc-provider
     // then requires SameSite=None on its long-lived (session) cookie.
-    enableHttpPostMethods: true,
+    // Interactive mode serves a real browser on plain HTTP, which refuses a
+    // SameSite=None cookie without Secure: GET only, and SameSite=Lax.
+    enableHttpPostMethods: !interactive,
     cookies: {
       keys: [randomBytes(32).toString('base64url')],
-      long: { httpOnly: true, sameSite: 'none' },
+      long: { httpOnly: true, sameSite: interactive ? 'lax' : 'none' },
     },
     features: {
-      devInteractions: { enabled: false },
+      devInteractions: { enabled: interactive },
       clientCredentials: { enabled: true },
       introspection: { enabled: true, allowedPolicy: introspectionAllowed },
       revocation: { enabled: true, allowedPolicy: revocationAllowed },
@@ -286,6 +291,10 @@ export function createProvider({
 
   // SMART apps ask for offline_access without prompt=consent.
   provider.use(keepOfflineAccess);
+
+  // Interactive mode: a Grant made by oidc-provider's own consent page gets the
+  // launch context when the authorization resumes with it.
+  if (interactive) provider.use(bindInteractiveGrant({ store: launchStore, log }));
 
   // Launch context in token / introspection responses; introspection and
   // revocation of the JWT access tokens.
