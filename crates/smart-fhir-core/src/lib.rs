@@ -33,6 +33,7 @@
 mod auth;
 mod base_url;
 pub mod cache;
+mod cause;
 mod clock;
 mod http_client;
 pub mod secret;
@@ -44,6 +45,7 @@ pub use auth::{
 };
 pub use base_url::{check_endpoint_url, is_loopback_host, FhirBaseUrl, InsecureHttp, UrlError};
 pub use cache::{CacheOutcome, Expiring, ExpiringCache, LoadTimedOut};
+pub use cause::find_cause;
 pub use clock::{Clock, FixedClock, SharedClock, SystemClock};
 pub use http_client::{
     ChunkStream, HttpClient, HttpError, HttpErrorKind, MaxResponseBytes, RequestTimeout,

@@ -50,7 +50,9 @@ impl std::fmt::Display for OAuthErrorCode {
 /// Errors of the OAuth grants. None carries a token, an assertion or a key.
 ///
 /// `Clone`, so that one failed token request can be reported to every caller that waited for it
-/// (single flight): the causes that are not `Clone` themselves are held in an [`Arc`].
+/// (single flight): the causes that are not `Clone` themselves are held in an [`Arc`]. A plain
+/// `downcast_ref` on each `source()` link therefore sees `Arc<HttpError>`, not `HttpError`:
+/// [`smart_fhir_core::find_cause`] looks through both.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum OAuthError {

@@ -176,9 +176,7 @@ impl Error {
 /// A transport error in a chain, also where a crate keeps it boxed or shared (errors that
 /// single flight hands to every waiter are `Clone`, their causes behind an `Arc`).
 fn http_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a HttpError> {
-    e.downcast_ref::<HttpError>()
-        .or_else(|| e.downcast_ref::<Box<HttpError>>().map(|b| &**b))
-        .or_else(|| e.downcast_ref::<std::sync::Arc<HttpError>>().map(|b| &**b))
+    smart_fhir_core::find_cause::<HttpError>(e)
 }
 
 #[cfg(test)]

@@ -453,17 +453,10 @@ async fn p12_lease_holder_killed_with_sigkill_another_process_takes_over() {
 }
 
 fn is_store_backend_error(e: &OAuthError) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if matches!(
-            s.downcast_ref::<StoreError>(),
-            Some(StoreError::Backend { .. })
-        ) {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+    matches!(
+        smart_fhir_core::find_cause::<StoreError>(e),
+        Some(StoreError::Backend { .. })
+    )
 }
 
 /// A fresh token source (an empty in-process cache, as in a new process) on `store`, retried

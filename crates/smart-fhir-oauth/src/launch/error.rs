@@ -44,7 +44,9 @@ impl fmt::Display for RelaunchReason {
 /// control characters replaced.
 ///
 /// `Clone`, so that one failed refresh can be reported to every caller that waited for it
-/// (single flight): the causes that are not `Clone` themselves are held in an [`Arc`].
+/// (single flight): the causes that are not `Clone` themselves are held in an [`Arc`]. A plain
+/// `downcast_ref` on each `source()` link therefore sees `Arc<HttpError>`, not `HttpError`:
+/// [`smart_fhir_core::find_cause`] looks through both.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum LaunchError {
