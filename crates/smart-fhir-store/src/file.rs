@@ -137,6 +137,35 @@ impl FileSessionStore {
         })
     }
 
+    /// Opens the store in the file at `path`, first creating it empty (with `metadata`; its
+    /// directory with mode 0700 if needed) when there is none, under the file's lock, so that
+    /// processes started at once agree on one file: the store a token cache shares between
+    /// processes ([`SessionTokenStore`](crate::SessionTokenStore)).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open) and [`save_to`](Self::save_to).
+    pub async fn open_or_create(
+        path: impl AsRef<Path>,
+        metadata: Value,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir)?;
+        }
+        {
+            let _lock = FileLock::acquire(path, &SharedClock::default()).await?;
+            match std::fs::symlink_metadata(path) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    write_document(path, &metadata, &[])?;
+                }
+                Err(e) => return Err(read_failed(path, e)),
+            }
+        }
+        Self::open(path)
+    }
+
     /// Uses `clock` to decide expiry (and how long to wait for a lock).
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
