@@ -62,21 +62,14 @@ fn open(text: &str) -> Result<SharedTokenStore> {
 }
 
 fn open_file(path: &Path) -> Result<SharedTokenStore> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(|e| Failure::new(format!("cannot start the async runtime: {e}")))?;
-    let file = runtime
-        .block_on(FileSessionStore::open_or_create(
-            path,
-            json!({ "contents": "smart-fhir token store" }),
-        ))
-        .map_err(|e| {
-            Failure::from_error(
-                &format!("cannot open the token store {}", path.display()),
-                &e,
-            )
-        })?;
+    let file =
+        FileSessionStore::open_or_create(path, json!({ "contents": "smart-fhir token store" }))
+            .map_err(|e| {
+                Failure::from_error(
+                    &format!("cannot open the token store {}", path.display()),
+                    &e,
+                )
+            })?;
     Ok(SharedTokenStore::new(SessionTokenStore::new(file)))
 }
 

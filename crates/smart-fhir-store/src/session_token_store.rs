@@ -243,7 +243,6 @@ mod tests {
             let path = dir.path().join("tokens.json");
             let clock = SharedClock::new(clock.clone());
             let file = FileSessionStore::open_or_create(&path, Value::Null)
-                .await
                 .unwrap()
                 .with_clock(clock.clone());
             (SessionTokenStore::new(file).with_clock(clock), dir)
@@ -257,14 +256,10 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("tokens.json");
             let a = SessionTokenStore::new(
-                FileSessionStore::open_or_create(&path, Value::Null)
-                    .await
-                    .unwrap(),
+                FileSessionStore::open_or_create(&path, Value::Null).unwrap(),
             );
             let b = SessionTokenStore::new(
-                FileSessionStore::open_or_create(&path, Value::Null)
-                    .await
-                    .unwrap(),
+                FileSessionStore::open_or_create(&path, Value::Null).unwrap(),
             );
             let lease = a
                 .try_acquire_lease("k", Duration::from_secs(30))
