@@ -293,6 +293,12 @@ async fn storm(test: &str, client: &str, target: Target, mode: &str) {
         longest / 1000,
         alone.as_millis()
     );
+    // For `cargo xtask bench storm`, which runs this test and prints these figures.
+    println!(
+        "STORM-FIGURES mode={mode} processes={PROCESSES} callers={CALLERS} requests={requests} \
+         longest_wait_us={longest} alone_us={}",
+        alone.as_micros()
+    );
     assert_eq!(
         requests, 1,
         "token requests for {PROCESSES} x {CALLERS} callers"
