@@ -26,6 +26,9 @@ struct Figures {
     requests: u64,
     longest_wait: Duration,
     alone: Duration,
+    /// The longest wait in the process served first (the lease holder's): the token request's
+    /// own time under the storm.
+    holder: Duration,
 }
 
 pub fn storm() -> Result<()> {
@@ -67,7 +70,10 @@ pub fn storm() -> Result<()> {
             out.status
         ));
     };
-    let bound = f.alone + FOLLOWER_SLACK;
+    // The token request's own time: alone (a quiet machine) or under the storm (the holder's
+    // process, which shares the CPU with 8,000 callers), whichever is longer.
+    let own = f.alone.max(f.holder);
+    let bound = own + FOLLOWER_SLACK;
     let requests_ok = f.requests == 1;
     let wait_ok = f.longest_wait <= bound;
     println!();
@@ -83,14 +89,24 @@ pub fn storm() -> Result<()> {
     );
     println!(
         "{:<44} {:>9} ms",
-        "token request's own time (alone, with discovery)",
+        "token request's own time, alone (+discovery)",
         ms(f.alone)
+    );
+    println!(
+        "{:<44} {:>9} ms",
+        "  ... in the storm (lease holder's process)",
+        ms(f.holder)
     );
     println!(
         "{:<44} {:>9} ms {:>22}",
         "longest follower wait (from release to token)",
         ms(f.longest_wait),
         format!("<= {} ms {}", ms(bound), verdict(wait_ok))
+    );
+    println!(
+        "{:<44} {:>9} ms",
+        "  follower wait beyond the holder's",
+        ms(f.longest_wait.saturating_sub(f.holder))
     );
     if !out.status.success() {
         return Err(format!("the storm test failed ({})", out.status));
@@ -122,6 +138,7 @@ fn parse(line: &str) -> Option<Figures> {
     let mut requests = None;
     let mut longest = None;
     let mut alone = None;
+    let mut holder = None;
     for pair in line[at..].split_whitespace().skip(1) {
         let (k, v) = pair.split_once('=')?;
         let n = || v.parse::<u64>().ok();
@@ -131,6 +148,7 @@ fn parse(line: &str) -> Option<Figures> {
             "requests" => requests = n(),
             "longest_wait_us" => longest = n().map(Duration::from_micros),
             "alone_us" => alone = n().map(Duration::from_micros),
+            "holder_us" => holder = n().map(Duration::from_micros),
             _ => {}
         }
     }
@@ -140,6 +158,7 @@ fn parse(line: &str) -> Option<Figures> {
         requests: requests?,
         longest_wait: longest?,
         alone: alone?,
+        holder: holder?,
     })
 }
 
@@ -150,7 +169,7 @@ mod tests {
     #[test]
     fn parses_the_figures_line_after_libtest_text() {
         let line = "test p12_storm ... STORM-FIGURES mode=standalone processes=8 callers=1000 \
-                    requests=1 longest_wait_us=123456 alone_us=100000";
+                    requests=1 longest_wait_us=123456 alone_us=100000 holder_us=90000";
         assert_eq!(
             parse(line),
             Some(Figures {
@@ -159,6 +178,7 @@ mod tests {
                 requests: 1,
                 longest_wait: Duration::from_micros(123_456),
                 alone: Duration::from_micros(100_000),
+                holder: Duration::from_micros(90_000),
             })
         );
         assert_eq!(parse("STORM-FIGURES processes=8"), None);
