@@ -207,11 +207,14 @@ fn store_location(var: String, value: &str) -> Result<StoreLocation, ConfigError
             StoreLocation::Redis(Zeroizing::new(value.to_owned()))
         }
         Some(scheme) if scheme.eq_ignore_ascii_case("rediss") => {
-            return Err(invalid(
-                var,
-                "rediss:// (Redis over TLS) is not supported yet; use redis:// over a private \
-                 network or a TLS tunnel",
-            ))
+            if !cfg!(feature = "redis-tls") {
+                return Err(invalid(
+                    var,
+                    "rediss:// (Redis over TLS) needs the `redis-tls` feature of the smart-fhir \
+                     crate",
+                ));
+            }
+            StoreLocation::Redis(Zeroizing::new(value.to_owned()))
         }
         Some(_) => return Err(invalid(var, "expected a redis:// URL or a file path")),
         None => StoreLocation::File(PathBuf::from(value)),

@@ -75,6 +75,8 @@
 //!   Redis, Valkey and Redis Cluster, encrypted at rest when given a key), and [`Config`] picks
 //!   the stores from `SMART_TOKEN_STORE` and `SMART_SESSION_STORE` (`redis://…` or a file
 //!   path, shared by processes). Without it, setting either variable is a configuration error.
+//! * `redis-tls` (off): `redis` with `rediss://` (rustls with its `ring` provider, the system's
+//!   root certificates).
 //!
 //! With neither root feature, a transport trusts only the certificates added with
 //! [`add_root_certificate_pem`](http::HyperHttpClientBuilder::add_root_certificate_pem) (a
