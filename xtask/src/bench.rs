@@ -12,9 +12,10 @@ pub fn run(which: Option<&str>) -> Result<()> {
         Some("jwt") => jwt(),
         Some("http") => http(),
         Some("bulk") => bulk(),
+        Some("storm") => crate::storm::storm(),
         other => Err(format!(
-            "unknown benchmark {other:?}; available: jwt, http, bulk \
-             (usage: cargo xtask bench <jwt|http|bulk>)"
+            "unknown benchmark {other:?}; available: jwt, http, bulk, storm \
+             (usage: cargo xtask bench <jwt|http|bulk|storm>)"
         )),
     }
 }

@@ -204,14 +204,38 @@ fn keygen(bin: &Path, dir: &Path, name: &str, alg: &str) -> Result<Value> {
 }
 
 /// The keys, clients and configuration the integration tests use.
-struct Fixture {
+pub struct Fixture {
     dir: PathBuf,
     config: PathBuf,
     jwks_port: u16,
     bin: PathBuf,
 }
 
-fn prepare() -> Result<Fixture> {
+impl Fixture {
+    /// The harness configuration to [`start`] it with.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// The variables the integration tests read (`SMART_FHIR_IT_*`, `SMART_FHIR_BIN`), for the
+    /// harness started from this fixture; Redis comes separately.
+    pub fn test_env(&self, harness: &Harness) -> Result<Vec<(&'static str, String)>> {
+        let patient_ids = harness
+            .ready
+            .get("patient_ids")
+            .map(Value::to_string)
+            .unwrap_or_else(|| "[]".to_owned());
+        Ok(vec![
+            ("SMART_FHIR_IT_BASE", harness.base()?),
+            ("SMART_FHIR_IT_DIR", self.dir.display().to_string()),
+            ("SMART_FHIR_IT_JWKS_PORT", self.jwks_port.to_string()),
+            ("SMART_FHIR_IT_PATIENT_IDS", patient_ids),
+            ("SMART_FHIR_BIN", self.bin.display().to_string()),
+        ])
+    }
+}
+
+pub fn prepare() -> Result<Fixture> {
     step("integration: npm ci (tests/servers)");
     npm_install()?;
     step("integration: build the CLI and generate keys with it");
@@ -291,13 +315,7 @@ pub fn integration() -> Result<()> {
     let redis = crate::redis::start()?;
     step("integration: start the harness");
     let harness = start(&fx.config)?;
-    let base = harness.base()?;
     step("integration: tests");
-    let patient_ids = harness
-        .ready
-        .get("patient_ids")
-        .map(Value::to_string)
-        .unwrap_or_else(|| "[]".to_owned());
     let result = run(cargo()
         .args([
             "test",
@@ -309,11 +327,7 @@ pub fn integration() -> Result<()> {
             "--test-threads=1",
             "--nocapture",
         ])
-        .env("SMART_FHIR_IT_BASE", &base)
-        .env("SMART_FHIR_IT_DIR", &fx.dir)
-        .env("SMART_FHIR_IT_JWKS_PORT", fx.jwks_port.to_string())
-        .env("SMART_FHIR_IT_PATIENT_IDS", patient_ids)
-        .env("SMART_FHIR_BIN", &fx.bin)
+        .envs(fx.test_env(&harness)?)
         .envs(redis.env()));
     eprintln!(
         "integration: harness start time {} ms",

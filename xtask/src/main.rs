@@ -13,11 +13,14 @@
 //! * `bench jwt`: client-assertion signatures per second beside `openssl speed`.
 //! * `bench http`: authenticated reads through `FhirClient` beside a raw hyper client.
 //! * `bench bulk`: a Bulk NDJSON download beside a raw body read, with peak memory.
+//! * `bench storm`: 8 processes × 1,000 callers at token expiry on one Redis token store →
+//!   token requests counted by the harness, and the longest follower wait.
 
 mod bench;
 mod browser;
 mod harness;
 mod redis;
+mod storm;
 mod util;
 
 use std::process::ExitCode;
@@ -25,7 +28,7 @@ use std::process::ExitCode;
 use util::{cargo, run, Result};
 
 const USAGE: &str =
-    "usage: cargo xtask <ci|test|integration|browser|demo|deny|bench jwt|http|bulk>";
+    "usage: cargo xtask <ci|test|integration|browser|demo|deny|bench jwt|http|bulk|storm>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -63,6 +63,14 @@ pub fn ensure_installed() -> Result<()> {
     }
 }
 
+/// Starts a standalone server only (what `bench storm` needs).
+pub fn start_standalone() -> Result<RedisServer> {
+    ensure_installed()?;
+    let standalone = RedisServer::start()?;
+    eprintln!("redis: standalone at {}", standalone.url());
+    Ok(standalone)
+}
+
 /// Starts the standalone server and the cluster.
 pub fn start() -> Result<Servers> {
     ensure_installed()?;

@@ -23,6 +23,7 @@ mod login;
 mod loopback;
 mod scope;
 mod server;
+mod store;
 mod tracing_output;
 mod transport;
 

@@ -7,9 +7,11 @@ use smart_fhir_core::{Clock, FhirBaseUrl, SharedHttpClient, SystemClock};
 use smart_fhir_discovery::SmartConfiguration;
 use smart_fhir_jwt::PrivateKey;
 use smart_fhir_oauth::{BackendServices, BackendServicesBuilder, PrivateKeyJwt};
+use smart_fhir_store::SharedTokenStore;
 
 use crate::credentials::saved_session;
 use crate::keys::{load_key, load_key_text, Alg};
+use crate::store::StoreArgs;
 use crate::transport::{rt, Transport};
 use crate::{Failure, Result};
 use smart_fhir_core::text::printable;
@@ -50,6 +52,7 @@ fn backend_builder(
     alg: Option<Alg>,
     jku: Option<&str>,
     token_url: Option<&str>,
+    store: Option<SharedTokenStore>,
 ) -> BackendServicesBuilder {
     let mut credential = PrivateKeyJwt::new(key);
     if let Some(alg) = alg {
@@ -66,6 +69,9 @@ fn backend_builder(
         .http_client(http);
     if let Some(url) = token_url {
         b = b.token_endpoint(url);
+    }
+    if let Some(store) = store {
+        b = b.token_store(store);
     }
     b
 }
@@ -221,6 +227,8 @@ pub struct TokenArgs {
     #[arg(long)]
     show_token: bool,
     #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
     transport: Transport,
 }
 
@@ -234,6 +242,7 @@ pub fn token(a: TokenArgs) -> Result<u8> {
     };
     let http = a.transport.client()?;
     let key = private_key(a.key.as_deref(), a.kid.as_deref())?;
+    let store = a.store.token_store()?;
     let backend = backend_builder(
         base,
         http,
@@ -243,6 +252,7 @@ pub fn token(a: TokenArgs) -> Result<u8> {
         a.alg,
         a.jku.as_deref(),
         a.token_url.as_deref(),
+        store,
     )
     .build()
     .map_err(|e| Failure::from_error("invalid token request", &e))?;
@@ -332,6 +342,9 @@ pub struct FhirArgs {
     /// The token endpoint (skips discovery).
     #[arg(long, value_name = "URL", env = "SMART_TOKEN_URL")]
     pub token_url: Option<String>,
+    /// The token store (not used with --session).
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[command(flatten)]
     pub transport: Transport,
 }
@@ -360,6 +373,7 @@ impl FhirArgs {
                     self.alg,
                     self.jku.as_deref(),
                     self.token_url.as_deref(),
+                    self.store.token_store()?,
                 )
                 .build()
                 .map_err(|e| Failure::from_error("invalid token request", &e))?;

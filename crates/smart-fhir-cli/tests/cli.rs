@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use smart_fhir_jwt::{verify, Algorithm, Jwks};
 
 /// The variables the CLI reads (as the library's `smart_fhir::Config` does).
-const SMART_VARS: [&str; 11] = [
+const SMART_VARS: [&str; 12] = [
     "SMART_FHIR_BASE",
     "SMART_ISS",
     "SMART_CLIENT_ID",
@@ -18,6 +18,7 @@ const SMART_VARS: [&str; 11] = [
     "SMART_TOKEN_URL",
     "SMART_REDIRECT_URI",
     "SMART_INSECURE_HTTP",
+    "SMART_TOKEN_STORE",
 ];
 
 /// The CLI with `vars` as its only `SMART_*` variables (none from the test's environment).

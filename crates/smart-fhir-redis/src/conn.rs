@@ -171,6 +171,21 @@ impl RedisStoreBuilder {
                 "redis connect and command timeouts must not be zero",
             ));
         }
+        let tls = self.urls.iter().any(|u| {
+            u.get(..9)
+                .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"))
+        });
+        if tls {
+            #[cfg(feature = "tls")]
+            {
+                // rustls needs a process-wide provider; `ring` unless the application chose one.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+            }
+            #[cfg(not(feature = "tls"))]
+            return Err(StoreError::invalid_argument(
+                "rediss:// (Redis over TLS) needs the `tls` feature of smart-fhir-redis",
+            ));
+        }
         let bad_url = |i: usize| {
             move |_: RedisError| {
                 StoreError::invalid_argument(format!(

@@ -79,8 +79,13 @@
 //! never encrypted. **Always in the clear**, with or without encryption: key names (the prefix
 //! and SHA-256 hashes), time-to-live values, value sizes and when keys are written and read.
 //!
-//! TLS (`rediss://`) is not enabled in this version of the crate; use a network Redis only over
-//! a private network or a TLS tunnel.
+//! # TLS
+//!
+//! `rediss://` URLs need the `tls` feature: rustls with its `ring` provider (installed as the
+//! process default when none was chosen), server certificates checked against the operating
+//! system's roots (`SSL_CERT_FILE`/`SSL_CERT_DIR` are honoured). Without the feature a
+//! `rediss://` URL is refused by [`RedisStoreBuilder::build`]; plain `redis://` travels in the
+//! clear, so use it only over a private network or a TLS tunnel.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -137,6 +137,40 @@ impl FileSessionStore {
         })
     }
 
+    /// Opens the store in the file at `path`, first creating it empty (with `metadata`; its
+    /// directory with mode 0700 if needed) when there is none. The file appears whole or not at
+    /// all (written aside, then linked into place only if absent), so processes started at once
+    /// agree on one file: the store a token cache shares between processes
+    /// ([`SessionTokenStore`](crate::SessionTokenStore)). Takes no lock and never waits.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open) and [`save_to`](Self::save_to).
+    pub fn open_or_create(path: impl AsRef<Path>, metadata: Value) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if std::fs::symlink_metadata(path).is_err() {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                create_private_dir(dir)?;
+            }
+            let fresh = sibling(path, &format!("new-{}", std::process::id()));
+            write_document(&fresh, &metadata, &[])?;
+            let linked = std::fs::hard_link(&fresh, path);
+            let _ = std::fs::remove_file(&fresh);
+            match linked {
+                Ok(()) => {}
+                // Another process created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(StoreError::backend(
+                        format!("cannot create the session file {}", path.display()),
+                        e,
+                    ))
+                }
+            }
+        }
+        Self::open(path)
+    }
+
     /// Uses `clock` to decide expiry (and how long to wait for a lock).
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;

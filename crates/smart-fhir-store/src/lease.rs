@@ -166,7 +166,9 @@ pub enum Acquired<T, B: LeaseBackend> {
 /// sleep with backoff and look again, for at most `options.max_wait`.
 ///
 /// `ready` is called before every attempt at the lease, so a waiter sees the holder's result as
-/// soon as it is stored; its errors end the wait.
+/// soon as it is stored, and once more just after the lease is taken, so that a holder that
+/// stored its result and released the lease between that look and the acquisition is not
+/// followed by a second holder doing the same work again; its errors end the wait.
 pub async fn acquire_or_wait<B, T, E, F, Fut>(
     backend: &B,
     options: LeaseOptions,
@@ -185,10 +187,18 @@ where
             return Ok(Acquired::Ready(value));
         }
         if let Some(held) = backend.try_acquire(options.ttl).await? {
-            return Ok(Acquired::Held(LeaseGuard {
+            let guard = LeaseGuard {
                 backend: backend.clone(),
                 held: Some(held),
-            }));
+            };
+            // The previous holder may have stored its result and released the lease between
+            // the look above and this acquisition: look once more, so that the work is never
+            // done twice. (An error here drops the guard, which releases the lease.)
+            if let Some(value) = ready().await? {
+                guard.release().await;
+                return Ok(Acquired::Ready(value));
+            }
+            return Ok(Acquired::Held(guard));
         }
         if waited >= options.max_wait {
             return Ok(Acquired::WaitedOut);
@@ -336,6 +346,36 @@ mod tests {
         let out = acquire_or_wait(&tokens, OPTIONS, none).await.unwrap();
         assert!(matches!(out, Acquired::WaitedOut));
         assert_eq!(started.elapsed(), OPTIONS.max_wait);
+    }
+
+    /// P12: the previous holder stores its result and releases the lease between a waiter's
+    /// look and its acquisition: the waiter, now holding the lease, looks again, takes the
+    /// result and releases the lease instead of doing the work a second time.
+    #[tokio::test]
+    async fn p12_a_lease_taken_just_after_the_result_was_stored_is_given_back() {
+        let (tokens, sessions, _) = backends();
+        race_then_ready(tokens).await;
+        race_then_ready(sessions).await;
+    }
+
+    async fn race_then_ready<B: LeaseBackend + fmt::Debug>(backend: B) {
+        let looks = AtomicUsize::new(0);
+        // The first look finds nothing; the holder's result lands before the second.
+        let out = acquire_or_wait(&backend, OPTIONS, || async {
+            let n = looks.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, StoreError>((n >= 1).then_some("stored"))
+        })
+        .await
+        .unwrap();
+        assert!(
+            matches!(out, Acquired::Ready("stored")),
+            "{backend:?}: {out:?}"
+        );
+        assert_eq!(looks.load(Ordering::SeqCst), 2);
+        assert!(
+            backend.try_acquire(OPTIONS.ttl).await.unwrap().is_some(),
+            "{backend:?}: the lease was given back"
+        );
     }
 
     /// P12: a guard dropped unreleased (its work cancelled) frees the lease in a task.

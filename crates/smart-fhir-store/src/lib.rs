@@ -4,7 +4,8 @@
 //!   stores that persist. Its `Debug` prints no secret.
 //! * [`TokenStore`]: tokens by caller-chosen key, a compare-and-delete for rejected tokens, and
 //!   leases so that processes sharing a store renew a token once (P12).
-//!   [`MemoryTokenStore`] implements it in memory.
+//!   [`MemoryTokenStore`] implements it in memory; [`SessionTokenStore`] on any
+//!   [`SessionStore`] (over `FileSessionStore`: tokens shared by the processes of one machine).
 //! * [`SessionStore`]: per-session JSON values with a time-to-live, a one-time
 //!   [`take`](SessionStore::take) for `state` (P3) and a
 //!   [`compare_and_swap`](SessionStore::compare_and_swap) for refresh-token rotation (P12).
@@ -77,6 +78,7 @@ mod error;
 mod file;
 mod lease;
 mod session;
+mod session_token_store;
 mod token;
 mod token_store;
 
@@ -90,5 +92,6 @@ pub use lease::{
 pub use session::{
     MemorySessionStore, SessionStore, SharedSessionStore, DEFAULT_MAX_SESSION_ENTRIES,
 };
+pub use session_token_store::{SessionTokenStore, LEASES_SESSION_ID, TOKENS_SESSION_ID};
 pub use token::StoredToken;
 pub use token_store::{Lease, MemoryTokenStore, SharedTokenStore, TokenStore};

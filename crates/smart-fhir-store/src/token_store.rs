@@ -342,28 +342,24 @@ impl TokenStore for MemoryTokenStore {
     }
 }
 
+/// The behaviour every [`TokenStore`] of this crate shows, as functions over a store made at
+/// Unix time 1,000 on a [`FixedClock`], and the macro that runs them all for one store factory
+/// (`async fn(&FixedClock) -> (impl TokenStore, guard)`).
 #[cfg(test)]
-mod tests {
+pub(crate) mod behaviour {
     use super::*;
     use smart_fhir_core::{FixedClock, RefreshToken};
 
-    fn at(secs: u64) -> SystemTime {
+    pub(crate) fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
 
-    fn token(value: &str) -> StoredToken {
+    pub(crate) fn token(value: &str) -> StoredToken {
         StoredToken::new(AccessToken::new(value), at(1_000), at(1_300))
     }
 
-    fn store_at(secs: u64) -> (MemoryTokenStore, FixedClock) {
-        let clock = FixedClock::at_unix(secs);
-        let store = MemoryTokenStore::new().with_clock(SharedClock::new(clock.clone()));
-        (store, clock)
-    }
-
-    #[tokio::test]
-    async fn get_set_delete() {
-        let store = MemoryTokenStore::new();
+    pub(crate) async fn get_set_delete(store: SharedTokenStore, clock: &FixedClock) {
+        let _ = clock;
         assert!(store.get("k").await.unwrap().is_none());
         store.set("k", token("one")).await.unwrap();
         store.set("other", token("two")).await.unwrap();
@@ -388,9 +384,10 @@ mod tests {
         store.delete("absent").await.unwrap();
     }
 
-    #[tokio::test]
-    async fn expired_entries_are_still_returned_for_their_refresh_token_sc_4_29() {
-        let (store, clock) = store_at(1_000);
+    pub(crate) async fn expired_entries_are_still_returned_for_their_refresh_token_sc_4_29(
+        store: SharedTokenStore,
+        clock: &FixedClock,
+    ) {
         store
             .set(
                 "k",
@@ -404,9 +401,11 @@ mod tests {
         assert!(got.refresh_token.unwrap().ct_eq("refresh"));
     }
 
-    #[tokio::test]
-    async fn compare_and_delete_keeps_a_newer_token_sc_8_26() {
-        let store = MemoryTokenStore::new();
+    pub(crate) async fn compare_and_delete_keeps_a_newer_token_sc_8_26(
+        store: SharedTokenStore,
+        clock: &FixedClock,
+    ) {
+        let _ = clock;
         store.set("k", token("newer")).await.unwrap();
         let rejected = AccessToken::new("older");
         assert!(!store.delete_if_access_token("k", &rejected).await.unwrap());
@@ -421,9 +420,11 @@ mod tests {
         assert!(!store.delete_if_access_token("k", &current).await.unwrap());
     }
 
-    #[tokio::test]
-    async fn lease_is_exclusive_until_released_p12() {
-        let (store, _clock) = store_at(1_000);
+    pub(crate) async fn lease_is_exclusive_until_released_p12(
+        store: SharedTokenStore,
+        clock: &FixedClock,
+    ) {
+        let _ = clock;
         let lease = store
             .try_acquire_lease("k", Duration::from_secs(30))
             .await
@@ -453,9 +454,10 @@ mod tests {
             .is_some());
     }
 
-    #[tokio::test]
-    async fn expired_lease_can_be_taken_and_old_holder_cannot_release_it_p12() {
-        let (store, clock) = store_at(1_000);
+    pub(crate) async fn expired_lease_can_be_taken_and_old_holder_cannot_release_it_p12(
+        store: SharedTokenStore,
+        clock: &FixedClock,
+    ) {
         let first = store
             .try_acquire_lease("k", Duration::from_secs(30))
             .await
@@ -500,9 +502,11 @@ mod tests {
             .is_some());
     }
 
-    #[tokio::test]
-    async fn lease_ttl_is_at_least_a_millisecond_and_overflow_is_an_error() {
-        let (store, _clock) = store_at(1_000);
+    pub(crate) async fn lease_ttl_is_at_least_a_millisecond_and_overflow_is_an_error(
+        store: SharedTokenStore,
+        clock: &FixedClock,
+    ) {
+        let _ = clock;
         let lease = store
             .try_acquire_lease("k", Duration::ZERO)
             .await
@@ -520,9 +524,11 @@ mod tests {
         ));
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_acquirers_get_exactly_one_lease_p12() {
-        let store = SharedTokenStore::new(MemoryTokenStore::new());
+    pub(crate) async fn concurrent_acquirers_get_exactly_one_lease_p12(
+        store: SharedTokenStore,
+        clock: &FixedClock,
+    ) {
+        let _ = clock;
         let tasks: Vec<_> = (0..100)
             .map(|_| {
                 let store = store.clone();
@@ -541,6 +547,143 @@ mod tests {
         }
         assert_eq!(winners, 1);
     }
+
+    pub(crate) async fn object_safe_behind_arc_dyn(store: SharedTokenStore, clock: &FixedClock) {
+        let _ = clock;
+        let store: Arc<dyn TokenStore> = Arc::new(store);
+        let shared = SharedTokenStore::from_arc(store.clone());
+        shared.set("k", token("v")).await.unwrap();
+        assert!(store
+            .get("k")
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token
+            .ct_eq("v"));
+        let lease = shared
+            .try_acquire_lease("k", Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
+        shared.release_lease(lease).await.unwrap();
+        shared.delete("k").await.unwrap();
+        assert!(store.get("k").await.unwrap().is_none());
+    }
+
+    macro_rules! token_store_behaviour_tests {
+        ($factory:path) => {
+            #[tokio::test]
+            async fn get_set_delete() {
+                let clock = ::smart_fhir_core::FixedClock::at_unix(1_000);
+                let (store, _guard) = $factory(&clock).await;
+                $crate::token_store::behaviour::get_set_delete(
+                    $crate::SharedTokenStore::new(store),
+                    &clock,
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn expired_entries_are_still_returned_for_their_refresh_token_sc_4_29() {
+                let clock = ::smart_fhir_core::FixedClock::at_unix(1_000);
+                let (store, _guard) = $factory(&clock).await;
+                $crate::token_store::behaviour::expired_entries_are_still_returned_for_their_refresh_token_sc_4_29(
+                    $crate::SharedTokenStore::new(store),
+                    &clock,
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn compare_and_delete_keeps_a_newer_token_sc_8_26() {
+                let clock = ::smart_fhir_core::FixedClock::at_unix(1_000);
+                let (store, _guard) = $factory(&clock).await;
+                $crate::token_store::behaviour::compare_and_delete_keeps_a_newer_token_sc_8_26(
+                    $crate::SharedTokenStore::new(store),
+                    &clock,
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn lease_is_exclusive_until_released_p12() {
+                let clock = ::smart_fhir_core::FixedClock::at_unix(1_000);
+                let (store, _guard) = $factory(&clock).await;
+                $crate::token_store::behaviour::lease_is_exclusive_until_released_p12(
+                    $crate::SharedTokenStore::new(store),
+                    &clock,
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn expired_lease_can_be_taken_and_old_holder_cannot_release_it_p12() {
+                let clock = ::smart_fhir_core::FixedClock::at_unix(1_000);
+                let (store, _guard) = $factory(&clock).await;
+                $crate::token_store::behaviour::expired_lease_can_be_taken_and_old_holder_cannot_release_it_p12(
+                    $crate::SharedTokenStore::new(store),
+                    &clock,
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn lease_ttl_is_at_least_a_millisecond_and_overflow_is_an_error() {
+                let clock = ::smart_fhir_core::FixedClock::at_unix(1_000);
+                let (store, _guard) = $factory(&clock).await;
+                $crate::token_store::behaviour::lease_ttl_is_at_least_a_millisecond_and_overflow_is_an_error(
+                    $crate::SharedTokenStore::new(store),
+                    &clock,
+                )
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_acquirers_get_exactly_one_lease_p12() {
+                let clock = ::smart_fhir_core::FixedClock::at_unix(1_000);
+                let (store, _guard) = $factory(&clock).await;
+                $crate::token_store::behaviour::concurrent_acquirers_get_exactly_one_lease_p12(
+                    $crate::SharedTokenStore::new(store),
+                    &clock,
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn object_safe_behind_arc_dyn() {
+                let clock = ::smart_fhir_core::FixedClock::at_unix(1_000);
+                let (store, _guard) = $factory(&clock).await;
+                $crate::token_store::behaviour::object_safe_behind_arc_dyn(
+                    $crate::SharedTokenStore::new(store),
+                    &clock,
+                )
+                .await;
+            }
+        };
+    }
+    pub(crate) use token_store_behaviour_tests;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::behaviour::{at, token};
+    use super::*;
+    use smart_fhir_core::{FixedClock, RefreshToken};
+
+    fn store_at(secs: u64) -> (MemoryTokenStore, FixedClock) {
+        let clock = FixedClock::at_unix(secs);
+        let store = MemoryTokenStore::new().with_clock(SharedClock::new(clock.clone()));
+        (store, clock)
+    }
+
+    async fn memory(clock: &FixedClock) -> (MemoryTokenStore, ()) {
+        (
+            MemoryTokenStore::new().with_clock(SharedClock::new(clock.clone())),
+            (),
+        )
+    }
+
+    behaviour::token_store_behaviour_tests!(memory);
 
     #[tokio::test]
     async fn sweep_drops_only_useless_entries() {
@@ -622,28 +765,6 @@ mod tests {
         assert!(!printed.contains("SECRET"), "{printed}");
         assert!(!printed.contains(lease.token()), "{printed}");
         assert!(printed.contains("entries: 1"), "{printed}");
-    }
-
-    #[tokio::test]
-    async fn object_safe_behind_arc_dyn() {
-        let store: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::new());
-        let shared = SharedTokenStore::from_arc(store.clone());
-        shared.set("k", token("v")).await.unwrap();
-        assert!(store
-            .get("k")
-            .await
-            .unwrap()
-            .unwrap()
-            .access_token
-            .ct_eq("v"));
-        let lease = shared
-            .try_acquire_lease("k", Duration::from_secs(1))
-            .await
-            .unwrap()
-            .unwrap();
-        shared.release_lease(lease).await.unwrap();
-        shared.delete("k").await.unwrap();
-        assert!(store.get("k").await.unwrap().is_none());
     }
 
     #[test]

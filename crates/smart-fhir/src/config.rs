@@ -49,9 +49,15 @@ pub const TOKEN_URL: &str = "SMART_TOKEN_URL";
 pub const REDIRECT_URI: &str = "SMART_REDIRECT_URI";
 /// `loopback` allows plain `http://` to loopback hosts, for every URL of this configuration.
 pub const INSECURE_HTTP: &str = "SMART_INSECURE_HTTP";
+/// Where Backend Services tokens are kept, shared by processes: `redis://…` or a file path
+/// (feature `redis`).
+pub const TOKEN_STORE: &str = "SMART_TOKEN_STORE";
+/// Where App Launch sessions are kept, shared by processes: `redis://…` or a file path
+/// (feature `redis`).
+pub const SESSION_STORE: &str = "SMART_SESSION_STORE";
 
 /// Every variable this module reads, without prefix.
-pub const VARIABLES: [&str; 11] = [
+pub const VARIABLES: [&str; 13] = [
     FHIR_BASE,
     ISS,
     CLIENT_ID,
@@ -63,6 +69,8 @@ pub const VARIABLES: [&str; 11] = [
     TOKEN_URL,
     REDIRECT_URI,
     INSECURE_HTTP,
+    TOKEN_STORE,
+    SESSION_STORE,
 ];
 
 /// Why a configuration could not be read. Every variant but
@@ -137,6 +145,8 @@ pub enum ConfigError {
 /// | `SMART_TOKEN_URL` | the token endpoint, which skips discovery (Backend Services) |
 /// | `SMART_REDIRECT_URI` | the registered redirect URI (App Launch) |
 /// | `SMART_INSECURE_HTTP` | `loopback` allows plain `http://` to loopback hosts (local development only) |
+/// | `SMART_TOKEN_STORE` | feature `redis`: `redis://…` or a file path where Backend Services tokens are shared by processes |
+/// | `SMART_SESSION_STORE` | feature `redis`: `redis://…` or a file path where App Launch sessions are shared by processes |
 ///
 /// Every variable found is checked when the configuration is read, so a malformed one fails at
 /// start-up with an error that names it. Which of the others are required depends on the use:
@@ -163,6 +173,60 @@ pub struct Config {
     token_url: Option<String>,
     redirect_uri: Option<String>,
     insecure_http: InsecureHttp,
+    token_store: Option<StoreLocation>,
+    session_store: Option<StoreLocation>,
+}
+
+/// Where a store lives, from `SMART_TOKEN_STORE` or `SMART_SESSION_STORE`. `Debug` never shows
+/// a Redis URL (it may carry a password).
+#[derive(Clone)]
+enum StoreLocation {
+    /// `redis://…`.
+    // Read only by the `redis` feature's store constructors.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Redis(Zeroizing<String>),
+    /// A file path.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    File(PathBuf),
+}
+
+impl fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Redis(_) => f.write_str("Redis"),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+/// A store location from a variable's value; `var` names it in errors. The value is never
+/// quoted (a Redis URL may hold a password).
+fn store_location(var: String, value: &str) -> Result<StoreLocation, ConfigError> {
+    let location = match value.split_once("://").map(|(scheme, _)| scheme) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("redis") => {
+            StoreLocation::Redis(Zeroizing::new(value.to_owned()))
+        }
+        Some(scheme) if scheme.eq_ignore_ascii_case("rediss") => {
+            if !cfg!(feature = "redis-tls") {
+                return Err(invalid(
+                    var,
+                    "rediss:// (Redis over TLS) needs the `redis-tls` feature of the smart-fhir \
+                     crate",
+                ));
+            }
+            StoreLocation::Redis(Zeroizing::new(value.to_owned()))
+        }
+        Some(_) => return Err(invalid(var, "expected a redis:// URL or a file path")),
+        None => StoreLocation::File(PathBuf::from(value)),
+    };
+    if cfg!(feature = "redis") {
+        Ok(location)
+    } else {
+        Err(invalid(
+            var,
+            "a shared store needs the `redis` feature of the smart-fhir crate",
+        ))
+    }
 }
 
 impl fmt::Debug for Config {
@@ -178,6 +242,8 @@ impl fmt::Debug for Config {
             .field("token_url", &self.token_url)
             .field("redirect_uri", &self.redirect_uri)
             .field("insecure_http", &self.insecure_http)
+            .field("token_store", &self.token_store)
+            .field("session_store", &self.session_store)
             .finish()
     }
 }
@@ -335,6 +401,12 @@ impl Config {
         let jku = endpoint(JKU)?;
         let token_url = endpoint(TOKEN_URL)?;
         let redirect_uri = endpoint(REDIRECT_URI)?;
+        let token_store = text(TOKEN_STORE)?
+            .map(|v| store_location(name(TOKEN_STORE), &v))
+            .transpose()?;
+        let session_store = text(SESSION_STORE)?
+            .map(|v| store_location(name(SESSION_STORE), &v))
+            .transpose()?;
 
         Ok(Self {
             prefix,
@@ -346,6 +418,8 @@ impl Config {
             token_url,
             redirect_uri,
             insecure_http,
+            token_store,
+            session_store,
         })
     }
 
@@ -426,7 +500,48 @@ impl Config {
         if let Some(url) = &self.token_url {
             builder = builder.token_endpoint(url.clone());
         }
+        #[cfg(feature = "redis")]
+        if let Some(store) = self.token_store()? {
+            builder = builder.token_store(store);
+        }
         Ok(builder)
+    }
+
+    /// The token store `SMART_TOKEN_STORE` names, if set: on Redis (values in the clear; for
+    /// encryption at rest build a [`crate::redis::RedisStore`] with a keyring yourself), or in a
+    /// file shared by the processes of one machine (created with mode 0600). A Redis store
+    /// connects at its first use. [`backend_services_builder`](Self::backend_services_builder)
+    /// uses it.
+    #[cfg(feature = "redis")]
+    pub fn token_store(&self) -> Result<Option<smart_fhir_store::SharedTokenStore>, Error> {
+        use smart_fhir_store::{FileSessionStore, SessionTokenStore, SharedTokenStore};
+        Ok(match &self.token_store {
+            None => None,
+            Some(StoreLocation::Redis(url)) => Some(SharedTokenStore::new(
+                smart_fhir_redis::RedisTokenStore::new(redis_store(url)?),
+            )),
+            Some(StoreLocation::File(path)) => Some(SharedTokenStore::new(SessionTokenStore::new(
+                FileSessionStore::open_or_create(path, serde_json::Value::Null)?,
+            ))),
+        })
+    }
+
+    /// The session store `SMART_SESSION_STORE` names, if set: on Redis (values in the clear;
+    /// for encryption at rest build a [`crate::redis::RedisStore`] with a keyring yourself) or
+    /// in a file (created with mode 0600). [`app_launch_config`](Self::app_launch_config) uses
+    /// it.
+    #[cfg(feature = "redis")]
+    pub fn session_store(&self) -> Result<Option<smart_fhir_store::SharedSessionStore>, Error> {
+        use smart_fhir_store::{FileSessionStore, SharedSessionStore};
+        Ok(match &self.session_store {
+            None => None,
+            Some(StoreLocation::Redis(url)) => Some(SharedSessionStore::new(
+                smart_fhir_redis::RedisSessionStore::new(redis_store(url)?),
+            )),
+            Some(StoreLocation::File(path)) => Some(SharedSessionStore::new(
+                FileSessionStore::open_or_create(path, serde_json::Value::Null)?,
+            )),
+        })
     }
 
     /// The `private_key_jwt` credential (the key with its kid, and `SMART_JKU`), when a key is set.
@@ -465,14 +580,20 @@ impl Config {
             Some(credential) => ClientAuth::PrivateKeyJwt(credential),
             None => ClientAuth::Public,
         };
-        Ok(LaunchClientConfig::builder()
+        let builder = LaunchClientConfig::builder()
             .client_id(self.require(&self.client_id, CLIENT_ID)?)
             .redirect_uri(self.require(&self.redirect_uri, REDIRECT_URI)?)
             .scope(self.require(&self.scope, SCOPE)?)
             .client_auth(auth)
             .issuer_policy(IssuerPolicy::allow_list([self.fhir_base.clone()]))
             .insecure_http(self.insecure_http)
-            .http_client(self.http_client()?))
+            .http_client(self.http_client()?);
+        #[cfg(feature = "redis")]
+        let builder = match self.session_store()? {
+            Some(store) => builder.session_store(store),
+            None => builder,
+        };
+        Ok(builder)
     }
 
     fn name(&self, var: &str) -> String {
@@ -485,6 +606,12 @@ impl Config {
             alternative: None,
         })
     }
+}
+
+/// A Redis store on `url`, default settings.
+#[cfg(feature = "redis")]
+fn redis_store(url: &str) -> Result<smart_fhir_redis::RedisStore, Error> {
+    Ok(smart_fhir_redis::RedisStore::builder().url(url).build()?)
 }
 
 fn env_lookup(name: &str) -> Result<Option<Zeroizing<String>>, ConfigError> {

@@ -71,6 +71,13 @@
 //!   ([`http::Roots::Native`]). With both root features the default is `webpki-roots`; choose
 //!   with [`HyperHttpClientBuilder::tls_roots`](http::HyperHttpClientBuilder::tls_roots).
 //!
+//! * `redis` (off): [`redis`] (the `smart-fhir-redis` crate: token and session stores on
+//!   Redis, Valkey and Redis Cluster, encrypted at rest when given a key), and [`Config`] picks
+//!   the stores from `SMART_TOKEN_STORE` and `SMART_SESSION_STORE` (`redis://…` or a file
+//!   path, shared by processes). Without it, setting either variable is a configuration error.
+//! * `redis-tls` (off): `redis` with `rediss://` (rustls with its `ring` provider, the system's
+//!   root certificates).
+//!
 //! With neither root feature, a transport trusts only the certificates added with
 //! [`add_root_certificate_pem`](http::HyperHttpClientBuilder::add_root_certificate_pem) (a
 //! private PKI). The lower crates have no default features of their own: depend on this crate
@@ -95,6 +102,9 @@ pub use smart_fhir_http as http;
 pub use smart_fhir_jwt as jwt;
 pub use smart_fhir_oauth as oauth;
 pub use smart_fhir_pkce as pkce;
+/// Token and session stores on Redis, Valkey and Redis Cluster (feature `redis`).
+#[cfg(feature = "redis")]
+pub use smart_fhir_redis as redis;
 pub use smart_fhir_scopes as scopes;
 pub use smart_fhir_store as store;
 

@@ -456,3 +456,104 @@ fn an_unset_environment_variable_reads_as_none() {
         Ok(false)
     );
 }
+
+/// P5: a store URL is never shown (it may hold a password); `rediss://` is taken only with the
+/// `redis-tls` feature, other schemes never, refused with the variable named.
+#[test]
+fn p5_store_variables_are_checked_and_never_shown() {
+    let rediss = load(&[
+        ("SMART_FHIR_BASE", BASE),
+        (
+            "SMART_TOKEN_STORE",
+            "rediss://user:SECRET@cache.example:6380",
+        ),
+    ]);
+    let tls_feature = cfg!(feature = "redis-tls");
+    assert_eq!(rediss.is_ok(), tls_feature, "{rediss:?}");
+    match rediss {
+        Ok(config) => assert!(!format!("{config:?}").contains("SECRET")),
+        Err(e) => {
+            assert_eq!(var_of(&e), "SMART_TOKEN_STORE");
+            assert!(!e.to_string().contains("SECRET"), "{e}");
+        }
+    }
+    let e = err(&[
+        ("SMART_FHIR_BASE", BASE),
+        (
+            "SMART_SESSION_STORE",
+            "memcached://user:SECRET@cache.example",
+        ),
+    ]);
+    assert_eq!(var_of(&e), "SMART_SESSION_STORE");
+    assert!(!e.to_string().contains("SECRET"), "{e}");
+}
+
+/// Without the `redis` feature a store variable is refused rather than ignored.
+#[cfg(not(feature = "redis"))]
+#[test]
+fn a_store_variable_without_the_redis_feature_is_refused() {
+    let e = err(&[
+        ("SMART_FHIR_BASE", BASE),
+        ("SMART_TOKEN_STORE", "redis://127.0.0.1:6379"),
+    ]);
+    assert_eq!(var_of(&e), "SMART_TOKEN_STORE");
+    assert!(e.to_string().contains("`redis` feature"), "{e}");
+}
+
+/// P12: with the `redis` feature, `SMART_TOKEN_STORE` and `SMART_SESSION_STORE` pick the
+/// stores (a Redis URL is kept out of `Debug`; a file path opens a shared file store).
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn p12_store_variables_pick_redis_or_a_file() {
+    use smart_fhir_store::{SessionStore, TokenStore};
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.json");
+    let sessions = dir.path().join("sessions.json");
+    let config = load(&[
+        ("SMART_FHIR_BASE", BASE),
+        ("SMART_TOKEN_STORE", tokens.to_str().unwrap()),
+        ("SMART_SESSION_STORE", sessions.to_str().unwrap()),
+    ])
+    .unwrap();
+    let store = config.token_store().unwrap().expect("a token store");
+    let lease = store
+        .try_acquire_lease("k", std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(lease.is_some());
+    // A second configuration (another process) sees the same lease in the same file.
+    let again = config.token_store().unwrap().unwrap();
+    assert!(again
+        .try_acquire_lease("k", std::time::Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_none());
+    let sessions = config.session_store().unwrap().expect("a session store");
+    sessions
+        .put(
+            "s",
+            "k",
+            serde_json::json!(1),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert!(config
+        .session_store()
+        .unwrap()
+        .unwrap()
+        .get("s", "k")
+        .await
+        .unwrap()
+        .is_some());
+
+    let config = load(&[
+        ("SMART_FHIR_BASE", BASE),
+        ("SMART_TOKEN_STORE", "redis://user:SECRET@127.0.0.1:1/0"),
+    ])
+    .unwrap();
+    assert!(config.token_store().unwrap().is_some());
+    assert!(config.session_store().unwrap().is_none());
+    let printed = format!("{config:?}");
+    assert!(!printed.contains("SECRET"), "{printed}");
+}
