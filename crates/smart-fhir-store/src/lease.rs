@@ -24,8 +24,12 @@ use serde_json::{json, Value};
 
 use crate::{Lease, SessionStore, SharedSessionStore, SharedTokenStore, StoreError, TokenStore};
 
-/// The first pause between two looks at the store while another process holds the lease.
+/// The pause between two looks at the store while another process holds the lease, for the
+/// first [`FAST_POLLING`] of a wait: most holders finish within it (a token request takes tens of
+/// milliseconds), and a follower should see the result within one pause of it being stored.
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(25);
+/// How long a waiter looks every [`FIRST_BACKOFF`] before it backs off exponentially.
+pub const FAST_POLLING: Duration = Duration::from_secs(1);
 /// The longest pause between two looks.
 pub const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -206,7 +210,9 @@ where
         let pause = step.min(options.max_wait - waited);
         tokio::time::sleep(pause).await;
         waited += pause;
-        step = (step * 2).min(MAX_BACKOFF);
+        if waited >= FAST_POLLING {
+            step = (step * 2).min(MAX_BACKOFF);
+        }
     }
 }
 

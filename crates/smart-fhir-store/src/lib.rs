@@ -87,7 +87,7 @@ pub use error::{BoxError, StoreError};
 pub use file::FileSessionStore;
 pub use lease::{
     acquire_or_wait, Acquired, LeaseBackend, LeaseGuard, LeaseOptions, SessionStoreLease,
-    TokenStoreLease, FIRST_BACKOFF, MAX_BACKOFF,
+    TokenStoreLease, FAST_POLLING, FIRST_BACKOFF, MAX_BACKOFF,
 };
 pub use session::{
     MemorySessionStore, SessionStore, SharedSessionStore, DEFAULT_MAX_SESSION_ENTRIES,
