@@ -1,8 +1,6 @@
 //! Configuration from the environment, as the rest of the library reads it (`SMART_*`).
 
 use smart_fhir::AppLaunch;
-use smart_fhir_redis::{RedisSessionStore, RedisStore};
-use smart_fhir_store::{FileSessionStore, MemorySessionStore, SharedSessionStore};
 
 use crate::{SetupError, SmartLaunch};
 
@@ -37,39 +35,11 @@ impl SmartLaunch {
                 format!("{}/", url.origin().ascii_serialization())
             }
         };
-        let store = session_store(std::env::var(SESSION_STORE_VAR).ok().as_deref()).await?;
+        // The session store (`SMART_SESSION_STORE`) is the configuration's: the builder has it.
         let launch = builder
             .landing_url(landing)
-            .session_store(store)
             .build()
             .map_err(|e| SetupError::new(e.to_string()))?;
         Self::new(AppLaunch::new(launch), [config.fhir_base().clone()])
-    }
-}
-
-/// The session store a [`SESSION_STORE_VAR`] value names.
-pub(crate) async fn session_store(value: Option<&str>) -> Result<SharedSessionStore, SetupError> {
-    let fail = |e: &dyn std::fmt::Display| SetupError::new(format!("{SESSION_STORE_VAR}: {e}"));
-    match value.map(str::trim) {
-        None | Some("" | "memory") => Ok(SharedSessionStore::new(MemorySessionStore::new())),
-        Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => {
-            let redis = RedisStore::builder().url(v).build().map_err(|e| fail(&e))?;
-            Ok(SharedSessionStore::new(RedisSessionStore::new(redis)))
-        }
-        Some(v) => match v.strip_prefix("file:") {
-            Some(path) if !path.is_empty() => {
-                let store = if std::path::Path::new(path).exists() {
-                    FileSessionStore::open(path).map_err(|e| fail(&e))?
-                } else {
-                    let store = FileSessionStore::in_memory(serde_json::json!({}));
-                    store.save_to(path).await.map_err(|e| fail(&e))?;
-                    store
-                };
-                Ok(SharedSessionStore::new(store))
-            }
-            _ => Err(SetupError::new(format!(
-                "{SESSION_STORE_VAR}: expected memory, file:PATH or a redis:// URL"
-            ))),
-        },
     }
 }

@@ -468,18 +468,36 @@ async fn sc_4_4_standalone_login() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 }
 
-/// The session store from `SMART_SESSION_STORE`: memory by default, a file created on first
-/// use, and a value naming the variable when it is not understood.
+/// The session store from `SMART_SESSION_STORE` (read by the facade's `Config`, the one parser):
+/// memory by default, a file created on first use, and an error naming the variable when the
+/// value is not understood.
 #[tokio::test]
 async fn session_store_from_the_environment() {
-    assert!(env::session_store(None).await.is_ok());
-    assert!(env::session_store(Some("memory")).await.is_ok());
+    let base = [
+        ("SMART_FHIR_BASE", "https://ehr.example/fhir".to_owned()),
+        ("SMART_CLIENT_ID", "app".to_owned()),
+    ];
+    let config = |store: Option<String>| {
+        smart_fhir::Config::from_vars(
+            base.iter()
+                .cloned()
+                .chain(store.map(|s| (SESSION_STORE_VAR, s))),
+        )
+    };
+    assert!(config(None).unwrap().session_store().unwrap().is_none());
+    assert!(config(Some("memory".into()))
+        .unwrap()
+        .session_store()
+        .unwrap()
+        .is_none());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sessions.json");
-    env::session_store(Some(&format!("file:{}", path.display())))
-        .await
+    let store = config(Some(format!("file:{}", path.display())))
+        .unwrap()
+        .session_store()
         .unwrap();
+    assert!(store.is_some());
     assert!(path.exists());
-    let e = env::session_store(Some("mongodb://x")).await.unwrap_err();
+    let e = config(Some("mongodb://x".into())).unwrap_err();
     assert!(e.to_string().contains(SESSION_STORE_VAR), "{e}");
 }

@@ -145,8 +145,8 @@ pub enum ConfigError {
 /// | `SMART_TOKEN_URL` | the token endpoint, which skips discovery (Backend Services) |
 /// | `SMART_REDIRECT_URI` | the registered redirect URI (App Launch) |
 /// | `SMART_INSECURE_HTTP` | `loopback` allows plain `http://` to loopback hosts (local development only) |
-/// | `SMART_TOKEN_STORE` | feature `redis`: `redis://…` or a file path where Backend Services tokens are shared by processes |
-/// | `SMART_SESSION_STORE` | feature `redis`: `redis://…` or a file path where App Launch sessions are shared by processes |
+/// | `SMART_TOKEN_STORE` | `memory` (the default); with feature `redis`: `redis://…`, `file:PATH` or a file path where Backend Services tokens are shared by processes |
+/// | `SMART_SESSION_STORE` | `memory` (the default); with feature `redis`: `redis://…`, `file:PATH` or a file path where App Launch sessions are shared by processes |
 ///
 /// Every variable found is checked when the configuration is read, so a malformed one fails at
 /// start-up with an error that names it. Which of the others are required depends on the use:
@@ -199,9 +199,14 @@ impl fmt::Debug for StoreLocation {
     }
 }
 
-/// A store location from a variable's value; `var` names it in errors. The value is never
-/// quoted (a Redis URL may hold a password).
-fn store_location(var: String, value: &str) -> Result<StoreLocation, ConfigError> {
+/// A store location from a variable's value: `memory` (the default, this process only: `None`),
+/// `redis://…`, `rediss://…`, `file:PATH` or a plain path; `var` names it in errors. The value
+/// is never quoted (a Redis URL may hold a password).
+fn store_location(var: String, value: &str) -> Result<Option<StoreLocation>, ConfigError> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("memory") {
+        return Ok(None);
+    }
     let location = match value.split_once("://").map(|(scheme, _)| scheme) {
         Some(scheme) if scheme.eq_ignore_ascii_case("redis") => {
             StoreLocation::Redis(Zeroizing::new(value.to_owned()))
@@ -216,11 +221,20 @@ fn store_location(var: String, value: &str) -> Result<StoreLocation, ConfigError
             }
             StoreLocation::Redis(Zeroizing::new(value.to_owned()))
         }
-        Some(_) => return Err(invalid(var, "expected a redis:// URL or a file path")),
-        None => StoreLocation::File(PathBuf::from(value)),
+        Some(_) => {
+            return Err(invalid(
+                var,
+                "expected memory, a redis:// URL, file:PATH or a file path",
+            ))
+        }
+        None => match value.strip_prefix("file:") {
+            Some("") => return Err(invalid(var, "file: names no path")),
+            Some(path) => StoreLocation::File(PathBuf::from(path)),
+            None => StoreLocation::File(PathBuf::from(value)),
+        },
     };
     if cfg!(feature = "redis") {
-        Ok(location)
+        Ok(Some(location))
     } else {
         Err(invalid(
             var,
@@ -403,10 +417,12 @@ impl Config {
         let redirect_uri = endpoint(REDIRECT_URI)?;
         let token_store = text(TOKEN_STORE)?
             .map(|v| store_location(name(TOKEN_STORE), &v))
-            .transpose()?;
+            .transpose()?
+            .flatten();
         let session_store = text(SESSION_STORE)?
             .map(|v| store_location(name(SESSION_STORE), &v))
-            .transpose()?;
+            .transpose()?
+            .flatten();
 
         Ok(Self {
             prefix,
