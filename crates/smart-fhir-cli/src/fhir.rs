@@ -135,10 +135,11 @@ pub struct SearchArgs {
     /// stderr.
     #[arg(long)]
     all: bool,
-    /// With --all: fetch at most N pages (a server may page for ever).
+    /// With --all: fetch at most N pages (a server may page for ever). Stopping at the limit
+    /// while the server has more is a failure (exit 1) after the resources already printed.
     #[arg(long, value_name = "N", requires = "all", default_value_t = DEFAULT_MAX_PAGES)]
     max_pages: usize,
-    /// With --all: follow no further page after this many seconds.
+    /// With --all: follow no further page after this many seconds (stopping early exits 1).
     #[arg(long, value_name = "SECONDS", requires = "all", default_value_t = DEFAULT_PAGING_SECS)]
     max_time: u64,
     #[command(flatten)]
@@ -385,6 +386,8 @@ async fn search_all(client: &FhirClient, a: &SearchArgs, params: &SearchParams) 
             a.max_pages,
             a.max_time
         );
+        // Nothing lost silently: a pipeline must not take a truncated result for the whole.
+        return Ok(1);
     }
     Ok(0)
 }

@@ -381,8 +381,12 @@ fn discover_human_output_has_no_terminal_escapes() {
     }
 }
 
+/// Marks a raw reply after which the server keeps the connection open and sends nothing more.
+const STALL: &str = "\u{0}stall\u{0}";
+
 /// A scripted server whose replies are raw HTTP responses, made once the port is known; one
-/// connection per reply, in order. Returns the base URL and the request lines seen.
+/// connection per reply, in order (a reply starting with [`STALL`] is sent without it and its
+/// connection then stalls). Returns the base URL and the request lines seen.
 fn serve_raw(replies: impl FnOnce(u16) -> Vec<String>) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -390,6 +394,7 @@ fn serve_raw(replies: impl FnOnce(u16) -> Vec<String>) -> (String, Arc<Mutex<Vec
     let log = Arc::new(Mutex::new(Vec::new()));
     let seen = log.clone();
     std::thread::spawn(move || {
+        let mut stalled = Vec::new();
         for reply in replies {
             let Ok((stream, _)) = listener.accept() else {
                 return;
@@ -407,8 +412,16 @@ fn serve_raw(replies: impl FnOnce(u16) -> Vec<String>) -> (String, Arc<Mutex<Vec
             }
             seen.lock().unwrap().push(line.trim().to_owned());
             let mut stream = reader.into_inner();
+            let (reply, stall) = match reply.strip_prefix(STALL) {
+                Some(rest) => (rest, true),
+                None => (reply.as_str(), false),
+            };
             let _ = stream.write_all(reply.as_bytes());
             let _ = stream.flush();
+            if stall {
+                // Keep the connection open, sending nothing more, for as long as the server runs.
+                stalled.push(stream);
+            }
         }
     });
     (format!("http://127.0.0.1:{port}/fhir"), log)
@@ -506,4 +519,69 @@ fn export_failure_deletes_the_job_and_writes_no_manifest() {
         "escape on stdout: {out:?}"
     );
     assert_eq!(log.lock().unwrap().len(), 4);
+}
+
+/// Issue 11 §1 (Bulk downloads without a bound, SC-7.23): `--timeout` covers the downloads, not
+/// only the kick-off and the polling: a file whose body never ends fails the export when the
+/// whole-export deadline passes, the job is deleted at the server and no manifest.json is
+/// written.
+#[test]
+fn sc_7_23_export_timeout_covers_a_download_that_never_ends() {
+    let (base, log) = serve_raw(|port| {
+        let mut replies = export_replies(port, "");
+        // The file announces a megabyte, sends one line, then nothing more.
+        replies[2] = format!(
+            "{STALL}HTTP/1.1 200 OK\r\ncontent-type: application/fhir+ndjson\r\n\
+             content-length: 1000000\r\n\r\n{{\"resourceType\":\"Patient\"}}\n"
+        );
+        replies
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let o = cli(
+        &[
+            "export",
+            "--out",
+            dir.path().to_str().unwrap(),
+            "--timeout",
+            "2",
+        ],
+        &base,
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("did not finish within --timeout 2 s"), "{err}");
+    assert!(!dir.path().join("manifest.json").exists());
+    let seen = log.lock().unwrap().clone();
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("DELETE /status/1 HTTP/1.1"),
+        "{seen:?}"
+    );
+}
+
+/// Issue 11 §1 (paging without a bound, SC-8.18): `search --all` without `--max-pages` stops at
+/// the default page limit against a server whose every page links to a new one, says so, and
+/// exits 1: a truncated result is never reported as complete.
+#[test]
+fn sc_8_18_search_all_stops_at_the_default_page_limit() {
+    let pages: Vec<(u16, Value)> = (1..=1001)
+        .map(|n| {
+            let next = format!("Patient?_page={}&pad={}", n + 1, "x".repeat(200));
+            (
+                200,
+                json!({"resourceType": "Bundle", "type": "searchset",
+                       "link": [{"relation": "next", "url": next}],
+                       "entry": [{"resource": patient(&n.to_string())}]}),
+            )
+        })
+        .collect();
+    let (base, log) = serve(pages);
+    let o = cli(&["search", "Patient", "--all"], &base, None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("stopped after 1000 pages"), "{err}");
+    assert!(err.contains("the server has more"), "{err}");
+    assert_eq!(stdout(&o).lines().count(), 1000);
+    assert_eq!(log.lock().unwrap().len(), 1000);
 }
