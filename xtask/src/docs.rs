@@ -56,16 +56,14 @@ pub fn check() -> Result<()> {
     let mut tests = 0;
     let mut unknown: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for file in &files {
-        for t in test_functions(&read(file)?) {
-            tests += 1;
-            for id in t.ids.difference(&listed) {
-                let rel = file.strip_prefix(&root).unwrap_or(file);
-                unknown.entry(id.clone()).or_default().push(format!(
-                    "{}::{}",
-                    rel.display(),
-                    t.name
-                ));
-            }
+        let source = read(file)?;
+        tests += test_functions(&source).len();
+        for (id, test) in unlisted_ids(&listed, &source) {
+            let rel = file.strip_prefix(&root).unwrap_or(file);
+            unknown
+                .entry(id)
+                .or_default()
+                .push(format!("{}::{test}", rel.display()));
         }
     }
     for (id, tests) in unknown {
@@ -270,6 +268,19 @@ fn test_functions(source: &str) -> Vec<TestFn> {
     out
 }
 
+/// The checklist ids the tests of `source` cite that are not in `listed`, each with the test.
+fn unlisted_ids(listed: &BTreeSet<String>, source: &str) -> Vec<(String, String)> {
+    test_functions(source)
+        .into_iter()
+        .flat_map(|t| {
+            t.ids
+                .difference(listed)
+                .map(|id| (id.clone(), t.name.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// The checklist ids written out in text: `SC-4.13`, `P3`.
 fn ids_in_text(text: &str) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
@@ -435,6 +446,51 @@ async fn no_ids_here() {}
                     name: "indented".into(),
                     ids: set(&["SC-5.1"]),
                 },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_citation_needs_a_test_function_in_an_existing_file() {
+        let root = util::root();
+        let cite = |file: &str, function: &str| Citation {
+            file: file.into(),
+            function: function.into(),
+            line: 1,
+        };
+        assert_eq!(
+            check_citation(
+                &root,
+                &cite(
+                    "xtask/src/docs.rs",
+                    "pending_markers_are_found_with_their_lines"
+                )
+            ),
+            None
+        );
+        let missing = check_citation(&root, &cite("xtask/src/docs.rs", "no_such_test"));
+        assert_eq!(
+            missing.as_deref(),
+            Some("xtask/src/docs.rs has no test function no_such_test")
+        );
+        // A function that is not a test does not count.
+        assert!(check_citation(&root, &cite("xtask/src/docs.rs", "citations")).is_some());
+        assert_eq!(
+            check_citation(&root, &cite("xtask/src/nowhere.rs", "t")).as_deref(),
+            Some("no file xtask/src/nowhere.rs")
+        );
+    }
+
+    #[test]
+    fn ids_cited_by_tests_must_be_listed() {
+        let source = "/// SC-1.1, SC-9.1: one listed, one not.\n#[test]\nfn sc_1_2_p99_x() {}\n\n\
+                      /// P3.\n#[test]\nfn fine() {}\n";
+        let listed = set(&["SC-1.1", "SC-1.2", "P3"]);
+        assert_eq!(
+            unlisted_ids(&listed, source),
+            vec![
+                ("P99".to_owned(), "sc_1_2_p99_x".to_owned()),
+                ("SC-9.1".to_owned(), "sc_1_2_p99_x".to_owned()),
             ]
         );
     }
