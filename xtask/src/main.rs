@@ -9,6 +9,8 @@
 //!   browser test (headless Chromium through the `patient-viewer` example, `browser.rs`).
 //! * `browser`: the browser test alone.
 //! * `demo`: a full Backend Services flow against the harness (the README's first command).
+//! * `docs`: every test `docs/CONFORMANCE.md` and `docs/SECURITY.md` cite exists, none is left
+//!   pending, and every checklist id a test cites is an item of `docs/CONFORMANCE.md` (`docs.rs`).
 //! * `deny`: `cargo deny --offline check bans licenses sources` (installs cargo-deny when missing).
 //! * `bench jwt`: client-assertion signatures per second beside `openssl speed`.
 //! * `bench http`: authenticated reads through `FhirClient` beside a raw hyper client.
@@ -18,6 +20,7 @@
 
 mod bench;
 mod browser;
+mod docs;
 mod harness;
 mod redis;
 mod storm;
@@ -28,7 +31,7 @@ use std::process::ExitCode;
 use util::{cargo, run, Result};
 
 const USAGE: &str =
-    "usage: cargo xtask <ci|test|integration|browser|demo|deny|bench jwt|http|bulk|storm>";
+    "usage: cargo xtask <ci|test|integration|browser|demo|docs|deny|bench jwt|http|bulk|storm>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Some("integration") => harness::integration(),
         Some("demo") => harness::demo(),
         Some("browser") => harness::browser(),
+        Some("docs") => docs::check(),
         Some("deny") => deny(args.iter().any(|a| a == "--advisories")),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => {
@@ -58,6 +62,7 @@ fn ci() -> Result<()> {
     let started = std::time::Instant::now();
     util::step("rustfmt");
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    docs::check()?;
     util::step("clippy");
     run(cargo().args([
         "clippy",
