@@ -255,6 +255,31 @@ mod tests {
         assert_eq!(classify(&reset, false).0, HttpErrorKind::Io);
     }
 
+    /// A failed name lookup (hyper-util's connector calls it "dns error", over the resolver's
+    /// I/O error) is named as such, with the resolver's reason.
+    #[test]
+    fn dns_failure_is_named() {
+        #[derive(Debug)]
+        struct Dns(io::Error);
+        impl std::fmt::Display for Dns {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("dns error")
+            }
+        }
+        impl StdError for Dns {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Dns(io::Error::other("failed to lookup address information"));
+        let (kind, message) = classify(&e, true);
+        assert_eq!(kind, HttpErrorKind::Connect);
+        assert_eq!(
+            message,
+            "the DNS lookup of the host failed: failed to lookup address information"
+        );
+    }
+
     /// Dates in RFC 3339 UTC, checked against known instants (leap years, century rules).
     #[test]
     fn rfc3339_dates() {
