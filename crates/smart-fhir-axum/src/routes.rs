@@ -6,7 +6,7 @@ use axum::extract::{Form, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use smart_fhir::core::text::{error_chain, escape_html};
-use smart_fhir::oauth::AuthorizeRequest;
+use smart_fhir::oauth::{AuthorizeRequest, LogoutOutcome};
 use smart_fhir::LaunchError;
 use subtle::ConstantTimeEq as _;
 
@@ -250,9 +250,17 @@ pub(crate) async fn logout(
         );
     }
     let (status, text) = match smart.inner.app.logout(&sid).await {
-        Ok(()) => (
+        Ok(LogoutOutcome::NotRevocable { .. }) => (
             StatusCode::OK,
-            "You are signed out. The session is gone from this app, and its tokens were revoked at the server where it offers revocation.".to_owned(),
+            "You are signed out of this app. The server offers no way to revoke tokens: they were deleted here, but stay valid at the server until they expire.".to_owned(),
+        ),
+        Ok(LogoutOutcome::NoSession) => (
+            StatusCode::OK,
+            "You are signed out. This app held no tokens for your session.".to_owned(),
+        ),
+        Ok(_) => (
+            StatusCode::OK,
+            "You are signed out. The session is gone from this app, and its tokens were revoked at the server.".to_owned(),
         ),
         Err(e @ LaunchError::Revocation(_)) => {
             tracing::warn!(route = "logout", error = %error_chain(&e), "SMART token revocation failed");

@@ -27,6 +27,8 @@ const REFRESH: &str = "RT-secret-value";
 #[derive(Debug, Default)]
 struct FakeServer {
     revocations: Mutex<usize>,
+    /// The discovery document names no revocation endpoint.
+    without_revocation: bool,
 }
 
 #[async_trait]
@@ -37,17 +39,26 @@ impl HttpClient for FakeServer {
     ) -> Result<axum::http::Response<Bytes>, HttpError> {
         let uri = request.uri().to_string();
         let body = match uri.as_str() {
-            "https://ehr.example/fhir/.well-known/smart-configuration" => json!({
-                "issuer": "https://as.example",
-                "authorization_endpoint": "https://as.example/authorize",
-                "token_endpoint": "https://as.example/token",
-                "revocation_endpoint": "https://as.example/revoke",
-                "grant_types_supported": ["authorization_code", "refresh_token"],
-                "code_challenge_methods_supported": ["S256"],
-                "capabilities": ["launch-ehr", "launch-standalone", "client-public",
-                    "context-ehr-patient", "context-standalone-patient", "permission-patient",
-                    "permission-v2", "permission-offline"]
-            }),
+            "https://ehr.example/fhir/.well-known/smart-configuration" => {
+                let mut config = json!({
+                    "issuer": "https://as.example",
+                    "authorization_endpoint": "https://as.example/authorize",
+                    "token_endpoint": "https://as.example/token",
+                    "revocation_endpoint": "https://as.example/revoke",
+                    "grant_types_supported": ["authorization_code", "refresh_token"],
+                    "code_challenge_methods_supported": ["S256"],
+                    "capabilities": ["launch-ehr", "launch-standalone", "client-public",
+                        "context-ehr-patient", "context-standalone-patient", "permission-patient",
+                        "permission-v2", "permission-offline"]
+                });
+                if self.without_revocation {
+                    config
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("revocation_endpoint");
+                }
+                config
+            }
             "https://as.example/token" => json!({
                 "access_token": SECRET, "token_type": "Bearer", "expires_in": 300,
                 "refresh_token": REFRESH,
@@ -84,7 +95,11 @@ impl HttpClient for FakeServer {
 }
 
 fn smart(redirect: &str) -> (SmartLaunch, Arc<FakeServer>) {
-    let server = Arc::new(FakeServer::default());
+    smart_on(FakeServer::default(), redirect)
+}
+
+fn smart_on(server: FakeServer, redirect: &str) -> (SmartLaunch, Arc<FakeServer>) {
+    let server = Arc::new(server);
     let config = LaunchClientConfig::builder()
         .client_id("app")
         .redirect_uri(redirect)
@@ -443,6 +458,41 @@ async fn sc_6_5_logout_csrf_revocation_and_relaunch() {
 
     let start = send(&app, get_req("/smart/start", None, true)).await;
     assert!(start.body.contains("href=\"/smart/login\""));
+}
+
+/// SC-6.5: on a server without a revocation endpoint, the logout page says that the tokens
+/// stay valid at the server until they expire, not that they were revoked.
+#[tokio::test]
+async fn sc_6_5_logout_page_says_when_tokens_stay_valid() {
+    let (smart, server) = smart_on(
+        FakeServer {
+            without_revocation: true,
+            ..FakeServer::default()
+        },
+        "https://app.example/smart/callback",
+    );
+    let app = app(&smart);
+    let cookie = signed_in(&app).await;
+    let sid = cookie.split_once('=').unwrap().1.to_owned();
+    let r = send(
+        &app,
+        logout_req(
+            &cookie,
+            &logout_token(&sid),
+            &[("origin", "https://app.example")],
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body
+            .contains("stay valid at the server until they expire"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("were revoked"), "{}", r.body);
+    assert_eq!(*server.revocations.lock().unwrap(), 0);
+    assert!(r.set_cookie[0].contains("Max-Age=0"));
 }
 
 /// SC-4.4: `GET /login` starts a standalone launch against the configured server (no

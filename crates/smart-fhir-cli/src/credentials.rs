@@ -346,15 +346,24 @@ mod tests {
     /// user to run `login`; other provider errors pass unchanged.
     #[test]
     fn a_refused_refresh_token_tells_to_run_login() {
-        use smart_fhir_oauth::RelaunchReason;
+        use smart_fhir_oauth::{OAuthErrorCode, RelaunchReason};
         let e = ProviderError::new(
             ProviderErrorKind::RelaunchNeeded,
             "cannot get an App Launch access token",
         )
-        .with_source(LaunchError::RelaunchNeeded(RelaunchReason::RefreshRefused));
+        .with_source(LaunchError::RelaunchNeeded(
+            RelaunchReason::RefreshRefused {
+                code: OAuthErrorCode::InvalidGrant,
+                description: Some("grant expired".into()),
+            },
+        ));
         let text = smart_fhir_core::text::error_chain(&relaunch_hint(e));
+        // The server's own reason is shown once, then what to do.
         assert!(
-            text.contains("the server refused the refresh token; run `smart-fhir login`"),
+            text.contains(
+                "the server refused the refresh token (invalid_grant: grant expired); run \
+                 `smart-fhir login`"
+            ),
             "{text}"
         );
         assert_eq!(text.matches("refused").count(), 1, "{text}");

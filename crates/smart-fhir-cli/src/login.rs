@@ -20,7 +20,7 @@ use smart_fhir_core::{
     Clock, FhirBaseUrl, InsecureHttp, SharedClock, SharedHttpClient, SystemClock,
 };
 use smart_fhir_jwt::Algorithm;
-use smart_fhir_oauth::{AppLaunch, AuthorizeRequest, LaunchError, Launched};
+use smart_fhir_oauth::{AppLaunch, AuthorizeRequest, LaunchError, Launched, LogoutOutcome};
 use smart_fhir_store::{FileSessionStore, SharedSessionStore};
 use zeroize::Zeroizing;
 
@@ -164,13 +164,12 @@ pub fn logout(a: LogoutArgs) -> Result<u8> {
 const NOT_REVOCABLE: &str = "the server has no revocation endpoint: the tokens were deleted \
                              here but stay valid at the server until they expire";
 
-/// What `logout` says when the server's configuration could not be read.
-const MAYBE_NOT_REVOCABLE: &str = "the server's configuration could not be read: if it has \
-                                   no revocation endpoint, the tokens stay valid until they \
-                                   expire";
+/// What `logout` says when the file held no signed-in session.
+const NO_SESSION: &str = "the file held no signed-in session: there was nothing to revoke";
 
 /// Signs the session out (revoking its tokens where the server can), removes the file, and
-/// returns a note for the user when the tokens may stay valid at the server.
+/// returns a note for the user when the tokens stay valid at the server (the library's
+/// [`LogoutOutcome`] says whether it revoked them).
 async fn run_logout(
     path: &Path,
     store: Arc<FileSessionStore>,
@@ -182,19 +181,13 @@ async fn run_logout(
         login,
         base,
         SharedSessionStore::from_arc(store),
-        http.clone(),
+        http,
         SharedClock::new(SystemClock),
     )?;
-    // Whether the server can revoke tokens at all: without a revocation endpoint the flow
-    // only deletes them here, and the user must know that they stay valid.
-    let revocable = smart_fhir_discovery::discover(&http, base)
-        .await
-        .ok()
-        .map(|c| c.revocation_endpoint().is_some());
     let result = app.logout(SESSION_ID).await;
     // The session is gone from the file whatever the revocation's outcome; remove the file too.
     remove_session_file(path)?;
-    result.map_err(|e| {
+    let outcome = result.map_err(|e| {
         Failure::from_error(
             &format!(
                 "removed {}, but the tokens could not be revoked at the server",
@@ -203,10 +196,10 @@ async fn run_logout(
             &e,
         )
     })?;
-    Ok(match revocable {
-        Some(true) => None,
-        Some(false) => Some(NOT_REVOCABLE),
-        None => Some(MAYBE_NOT_REVOCABLE),
+    Ok(match outcome {
+        LogoutOutcome::NotRevocable { .. } => Some(NOT_REVOCABLE),
+        LogoutOutcome::NoSession => Some(NO_SESSION),
+        _ => None,
     })
 }
 

@@ -93,12 +93,15 @@ impl Failure {
         Self(message.into())
     }
 
-    /// A failure from an error and its whole source chain, on one line.
+    /// A failure from an error and its whole source chain, on one line. A server certificate
+    /// of an unknown issuer (the library says to add the CA as a trusted root) names the
+    /// option that does it.
     pub fn from_error(context: &str, e: &(dyn std::error::Error + 'static)) -> Self {
-        Self(format!(
-            "{context}: {}",
-            smart_fhir_core::text::error_chain(e)
-        ))
+        let mut line = format!("{context}: {}", smart_fhir_core::text::error_chain(e));
+        if smart_fhir_http::is_unknown_issuer(e) {
+            line.push_str(" (with the CA's certificate in a PEM file: --ca-cert FILE)");
+        }
+        Self(line)
     }
 }
 

@@ -226,6 +226,10 @@ pub struct TokenArgs {
     /// Also print the access token itself.
     #[arg(long)]
     show_token: bool,
+    /// Print the result as JSON ("scope_given" says whether the server listed the granted
+    /// scope).
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     store: StoreArgs,
     #[command(flatten)]
@@ -263,26 +267,86 @@ pub fn token(a: TokenArgs) -> Result<u8> {
     let diff = rt
         .block_on(backend.scope_difference())
         .map_err(|e| Failure::from_error("no token", &e))?;
-    if let Some(endpoint) = backend.resolved_token_endpoint() {
-        outln!("token endpoint: {endpoint}");
-    }
-    outln!(
-        "token type:     {}",
-        printable(&token.token_type.to_string(), 40)
-    );
-    outln!(
-        "granted scope:  {}",
-        shown(token.scope.as_deref().unwrap_or(""))
-    );
-    if !diff.missing().is_empty() {
-        outln!("not granted:    {}", shown(&diff.missing().to_string()));
-    }
-    let secs = token.remaining(SystemClock.now()).as_secs();
-    outln!("expires in:     {secs} s");
-    if a.show_token {
-        outln!("access token:   {}", token.access_token.secret());
+    let endpoint = backend.resolved_token_endpoint().map(|e| e.to_string());
+    let report = TokenReport {
+        endpoint: endpoint.as_deref(),
+        token: &token,
+        missing: diff.missing().to_string(),
+        expires_in: token.remaining(SystemClock.now()).as_secs(),
+        show_token: a.show_token,
+    };
+    if a.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&report.json()).unwrap_or_default()
+        );
+    } else {
+        outln!("{}", report.human());
     }
     Ok(0)
+}
+
+/// Message shown when the token response had no `scope` (RFC 6749 §5.1).
+const SCOPE_NOT_LISTED: &str =
+    "the server did not list the granted scope; assuming the requested ones";
+
+/// What `token` prints.
+struct TokenReport<'a> {
+    endpoint: Option<&'a str>,
+    token: &'a smart_fhir_store::StoredToken,
+    /// The requested scopes not granted, space-separated.
+    missing: String,
+    expires_in: u64,
+    show_token: bool,
+}
+
+impl TokenReport<'_> {
+    /// The human view: every server string printable and bounded.
+    fn human(&self) -> String {
+        let mut lines = Vec::new();
+        if let Some(endpoint) = self.endpoint {
+            lines.push(format!("token endpoint: {}", shown(endpoint)));
+        }
+        lines.push(format!(
+            "token type:     {}",
+            printable(&self.token.token_type, 40)
+        ));
+        lines.push(format!(
+            "granted scope:  {}",
+            shown(self.token.scope.as_deref().unwrap_or(""))
+        ));
+        if !self.token.scope_given {
+            lines.push(format!("                ({SCOPE_NOT_LISTED})"));
+        }
+        if !self.missing.is_empty() {
+            lines.push(format!("not granted:    {}", shown(&self.missing)));
+        }
+        lines.push(format!("expires in:     {} s", self.expires_in));
+        if self.show_token {
+            lines.push(format!(
+                "access token:   {}",
+                self.token.access_token.secret()
+            ));
+        }
+        lines.join("\n")
+    }
+
+    /// `--json`: the values exactly as received; `scope_given` says whether `scope` is the
+    /// server's or the requested one assumed granted.
+    fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "token_endpoint": self.endpoint,
+            "token_type": self.token.token_type,
+            "scope": self.token.scope,
+            "scope_given": self.token.scope_given,
+            "not_granted": self.missing.split_whitespace().collect::<Vec<_>>(),
+            "expires_in": self.expires_in,
+        });
+        if self.show_token {
+            v["access_token"] = self.token.access_token.secret().into();
+        }
+        v
+    }
 }
 
 /// The origin of a token endpoint, as a base URL (`https://host:port/`).
@@ -406,5 +470,63 @@ impl FhirArgs {
         smart_fhir_http::FhirClient::for_token_source(session)
             .and_then(|builder| builder.build())
             .map_err(|e| Failure::from_error("cannot set up the FHIR client", &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use smart_fhir_core::AccessToken;
+    use smart_fhir_store::StoredToken;
+
+    use super::*;
+
+    fn token(scope_given: bool) -> StoredToken {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        StoredToken::new(
+            AccessToken::new("SECRET-AT"),
+            now,
+            now + Duration::from_secs(300),
+        )
+        .with_scope("system/Patient.rs \u{1b}[2J")
+        .with_scope_given(scope_given)
+    }
+
+    fn report(token: &StoredToken) -> TokenReport<'_> {
+        TokenReport {
+            endpoint: Some("https://as.example/token"),
+            token,
+            missing: String::new(),
+            expires_in: 300,
+            show_token: false,
+        }
+    }
+
+    /// SC-5.13, RFC 6749 §5.1: when the server did not list the granted scope, the human
+    /// output says that the requested one is assumed, and `--json` says so in a field.
+    #[test]
+    fn sc_5_13_token_output_says_when_the_scope_was_not_listed() {
+        let assumed = token(false);
+        let human = report(&assumed).human();
+        assert!(human.contains(SCOPE_NOT_LISTED), "{human}");
+        assert!(!human.contains('\u{1b}'), "{human:?}");
+        assert!(!human.contains("SECRET-AT"));
+        let json = report(&assumed).json();
+        assert_eq!(json["scope_given"], false);
+        assert_eq!(
+            json["scope"], "system/Patient.rs \u{1b}[2J",
+            "JSON stays exact"
+        );
+        assert!(json.get("access_token").is_none());
+
+        let listed = token(true);
+        let human = report(&listed).human();
+        assert!(!human.contains("did not list"), "{human}");
+        assert!(
+            human.contains("granted scope:  system/Patient.rs [2J"),
+            "{human}"
+        );
+        assert_eq!(report(&listed).json()["scope_given"], true);
     }
 }

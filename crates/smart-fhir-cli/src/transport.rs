@@ -61,16 +61,11 @@ impl Transport {
                 "a PEM certificate file",
                 crate::files::CA_CERT_LIMIT,
             )?;
-            b = b.add_root_certificate_pem(pem);
+            b = b.add_root_certificate_pem_from(format!("--ca-cert {}", path.display()), pem);
         }
-        let client = b.build().map_err(|e| {
-            // The library numbers the certificates it was given; the user knows the file.
-            let context = match &self.ca_cert {
-                Some(path) => format!("cannot set up HTTPS with --ca-cert {}", path.display()),
-                None => "cannot set up HTTPS".to_owned(),
-            };
-            Failure::from_error(&context, &e)
-        })?;
+        let client = b
+            .build()
+            .map_err(|e| Failure::from_error("cannot set up HTTPS", &e))?;
         Ok(SharedHttpClient::new(client))
     }
 }

@@ -230,21 +230,34 @@ pub fn escape_html(text: &str) -> String {
 /// An error and its sources on one line, `: `-separated, each piece once: a source whose text
 /// the line already holds (an error that repeats its cause) is not repeated.
 ///
+/// The line ends at a transport error ([`HttpError`](crate::HttpError)): its message already
+/// says what failed and why in this project's words (connection refused, DNS, the TLS
+/// handshake and its reason); its sources are the HTTP and TLS libraries' own wording (hyper's
+/// "client error (Connect)", rustls's UNIX times), kept for `source()` and `Debug`.
+///
 /// The pieces are the errors' own `Display`, which in this workspace carries no token, secret or
 /// query string; control characters are kept, so use [`printable`] before writing the line to a
 /// terminal.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
+    let mut link = e;
+    while !is_transport_error(link) {
+        let Some(s) = link.source() else { break };
         let piece = s.to_string();
         if !text.contains(&piece) {
             text.push_str(": ");
             text.push_str(&piece);
         }
-        source = s.source();
+        link = s;
     }
     text
+}
+
+/// Whether `e` is an [`HttpError`](crate::HttpError), also held in an `Arc` or a `Box` (as
+/// the errors that single flight clones hold it).
+fn is_transport_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    use crate::HttpError;
+    e.is::<HttpError>() || e.is::<std::sync::Arc<HttpError>>() || e.is::<Box<HttpError>>()
 }
 
 #[cfg(test)]
@@ -294,5 +307,29 @@ mod html_and_chain_tests {
             "cannot read: connection reset: os error 104"
         );
         assert_eq!(error_chain(&E("alone", None)), "alone");
+    }
+
+    /// Issue 11 §1 (TLS seen from outside): the line ends at the transport error, whose message
+    /// is the project's; the HTTP library's words below it ("client error (Connect)") are not
+    /// printed, though `source()` still reaches them.
+    #[test]
+    fn error_chain_ends_at_the_transport_error() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("token request failed")]
+        struct Outer(#[source] std::sync::Arc<crate::HttpError>);
+        let uri: http::Uri = "https://ehr.example/token".parse().unwrap();
+        let http = crate::HttpError::new(
+            crate::HttpErrorKind::Connect,
+            &uri,
+            "the connection was refused",
+        )
+        .with_source(std::io::Error::other("client error (Connect)"));
+        let e = Outer(std::sync::Arc::new(http));
+        assert_eq!(
+            error_chain(&e),
+            "token request failed: connection failed (https://ehr.example): the connection was refused"
+        );
+        let below = std::error::Error::source(&e).and_then(std::error::Error::source);
+        assert_eq!(below.unwrap().to_string(), "client error (Connect)");
     }
 }

@@ -1,9 +1,10 @@
 use serde_json::{Map, Value};
 use smart_fhir_core::text::display_url;
-use smart_fhir_core::{check_endpoint_url, FhirBaseUrl, UrlError};
+use smart_fhir_core::{FhirBaseUrl, UrlError};
 use url::Url;
 
 use crate::capability::{Capability, CapabilitySet};
+use crate::endpoint::check_document_endpoint;
 use crate::error::DiscoveryError;
 use crate::issue::ValidationIssue;
 use crate::json::{Fields, LoneString};
@@ -35,7 +36,8 @@ pub struct AssociatedEndpoint {
 /// CapabilityStatement fallback.
 ///
 /// Every endpoint URL has been resolved against the FHIR base when relative (SC-1.5) and
-/// checked with [`check_endpoint_url`] under the base's insecure-HTTP policy (P15). List fields
+/// checked with [`check_document_endpoint`] under the base's insecure-HTTP policy (P15; never
+/// plain `http` when the base is `https`). List fields
 /// are `None` when the server did not send them, which is different from an empty list.
 ///
 /// Parsing is lenient where servers are sloppy (each leniency is listed at
@@ -126,7 +128,7 @@ pub(crate) fn resolve_endpoint(
             }))
         }
     };
-    check_endpoint_url(&url, field, base.insecure_http()).map_err(invalid)?;
+    check_document_endpoint(&url, field, base.url(), base.insecure_http()).map_err(invalid)?;
     Ok((url, relative))
 }
 
@@ -149,7 +151,8 @@ impl SmartConfiguration {
     ///
     /// Refused: a body that is not a JSON object, a field of the wrong type (the error names
     /// its JSON path), a missing `token_endpoint`, and any endpoint URL that
-    /// [`check_endpoint_url`] refuses (P15: `javascript:`, plain HTTP to a remote host, ...).
+    /// [`check_document_endpoint`] refuses (P15: `javascript:`, plain HTTP to a remote host,
+    /// plain HTTP named by an `https` base, ...).
     pub fn from_json(base: &FhirBaseUrl, body: &[u8]) -> Result<Self, DiscoveryError> {
         let url = base.smart_configuration_url();
         let object = parse_json_object(&url, body)?;
@@ -663,7 +666,7 @@ impl SmartConfiguration {
             }
         }
         if let Some(issuer) = &self.issuer {
-            if let Some(reason) = issuer_problem(issuer, self.base.insecure_http()) {
+            if let Some(reason) = issuer_problem(issuer, &self.base) {
                 let issue = ValidationIssue::InvalidIssuer { reason };
                 if self.supports(Capability::SsoOpenidConnect) {
                     v.errors.push(issue);
@@ -693,11 +696,11 @@ impl SmartConfiguration {
 
 /// Why an issuer is unusable, if it is: OpenID Connect issuers are absolute `https` URLs
 /// without query or fragment.
-fn issuer_problem(issuer: &str, insecure: smart_fhir_core::InsecureHttp) -> Option<String> {
+fn issuer_problem(issuer: &str, base: &FhirBaseUrl) -> Option<String> {
     match Url::parse(issuer) {
         Err(e) => Some(format!("not an absolute URL ({e})")),
         Ok(url) if url.query().is_some() => Some("carries a query".to_owned()),
-        Ok(url) => check_endpoint_url(&url, "issuer", insecure)
+        Ok(url) => check_document_endpoint(&url, "issuer", base.url(), base.insecure_http())
             .err()
             .map(|e| e.to_string()),
     }

@@ -76,6 +76,7 @@ mod cache;
 mod cache_control;
 mod capability;
 mod config;
+mod endpoint;
 mod error;
 mod fetch;
 mod fit;
@@ -99,6 +100,7 @@ pub use cache::{
 };
 pub use capability::{Capability, CapabilitySet};
 pub use config::{AssociatedEndpoint, ConfigurationSource, SmartConfiguration, Validation};
+pub use endpoint::check_document_endpoint;
 pub use error::{BodyKind, DiscoveryError};
 pub use fetch::{discover, discover_with};
 pub use fit::{

@@ -17,6 +17,7 @@ use smart_fhir_core::{
 };
 use url::Url;
 
+use crate::endpoint::check_document_endpoint;
 use crate::key_error::{KeyDiscoveryError, KeyDocument, KeyFetchError};
 use crate::response::send;
 
@@ -201,7 +202,8 @@ fn openid_configuration_from_json(
             reason: e.to_string(),
         })
     })?;
-    check_endpoint_url(&url, "jwks_uri", issuer.insecure_http()).map_err(KeyFetchError::JwksUri)?;
+    check_document_endpoint(&url, "jwks_uri", issuer.url(), issuer.insecure_http())
+        .map_err(KeyFetchError::JwksUri)?;
     Ok(OpenIdConfiguration {
         issuer: expected.to_owned(),
         jwks_uri: url,

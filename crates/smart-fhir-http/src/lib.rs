@@ -89,4 +89,6 @@ pub use client::{
     OperationOutcome, RequestOptions, RetryPolicy,
 };
 
-pub use transport::{BodyStream, HyperHttpClient, HyperHttpClientBuilder, Roots, TransportError};
+pub use transport::{
+    is_unknown_issuer, BodyStream, HyperHttpClient, HyperHttpClientBuilder, Roots, TransportError,
+};

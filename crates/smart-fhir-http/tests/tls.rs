@@ -283,6 +283,12 @@ async fn unknown_issuer_is_a_tls_error_p7() {
     let error = client.execute(get(&server.https("/"))).await.unwrap_err();
     assert_eq!(error.kind(), HttpErrorKind::Tls, "{error}");
     assert!(!error.is_transient());
+    // Issue 11 §1: the project's words, with what to do; the chain ends there.
+    let line = smart_fhir_core::text::error_chain(&error);
+    assert!(line.contains("unknown issuer"), "{line}");
+    assert!(line.contains("as a trusted root"), "{line}");
+    assert!(!line.contains("client error"), "{line}");
+    assert!(smart_fhir_http::is_unknown_issuer(&error));
 }
 
 /// P7: trusting another private CA does not make this one trusted.
@@ -331,6 +337,17 @@ async fn expired_certificate_is_a_tls_error_p7() {
         .await
         .unwrap_err();
     assert_eq!(error.kind(), HttpErrorKind::Tls, "{error}");
+    // Issue 11 §1: dates, not UNIX seconds, and no HTTP library wording.
+    let line = smart_fhir_core::text::error_chain(&error);
+    assert!(
+        line.contains("the server's certificate expired at 2002-01-01T00:00:00Z (it is now 20"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("UNIX") && !line.contains("client error"),
+        "{line}"
+    );
+    assert!(!smart_fhir_http::is_unknown_issuer(&error));
 }
 
 /// SC-2.14: TLS 1.2 is the floor and works (the client offers only 1.2 and 1.3; a unit test on
@@ -557,6 +574,9 @@ async fn refused_connection_is_connect() {
         .await
         .unwrap_err();
     assert_eq!(error.kind(), HttpErrorKind::Connect, "{error}");
+    let line = smart_fhir_core::text::error_chain(&error);
+    assert!(line.contains("the connection was refused"), "{line}");
+    assert!(!line.contains("client error (Connect)"), "{line}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,7 +23,9 @@ use url::Url;
 
 use crate::error::OAuthError;
 use crate::id_token::claims::numeric_date_seconds;
-use crate::token::{describe_json_error, form_post, looks_like_html, parse_error_body};
+use crate::token::{
+    describe_json_error, error_from_members, form_post, looks_like_html, parse_error_body,
+};
 
 /// The `token_type_hint` of RFC 7009 §2.1 and RFC 7662 §2.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -321,13 +323,19 @@ pub fn parse_introspection_response(
     let Value::Object(mut members) = value else {
         return Err(invalid(status, "the body is not a JSON object"));
     };
+    // RFC 6749 §5.2: a response with an `error` member is an error response, whatever its
+    // status and whatever else it carries (an `active` beside it is not believed).
+    if let Some(error) = members.get("error") {
+        return Err(error_from_members(
+            status,
+            error,
+            members.get("error_description"),
+            members.get("error_uri"),
+        ));
+    }
     let active = match members.remove("active") {
         Some(Value::Bool(active)) => active,
         Some(_) => return Err(invalid(status, "`active` is not a boolean")),
-        None if members.get("error").is_some_and(Value::is_string) => {
-            // A 200 with an OAuth error body happens on some servers; report the error it is.
-            return Err(parse_error_body(status, &body));
-        }
         None => return Err(invalid(status, "the response has no `active` member")),
     };
     if !active {
@@ -531,6 +539,19 @@ fn non_empty_client_id(client_id: &str) -> Result<&str, OAuthError> {
 pub fn parse_revocation_response(response: http::Response<Bytes>) -> Result<(), RevocationError> {
     let status = response.status();
     if status.is_success() {
+        // RFC 7009 §2.2 has the client ignore a success body, but a JSON object with an
+        // `error` member is an RFC 6749 §5.2 error response whatever its status: the token
+        // was not revoked, and saying it was would leave it valid unnoticed.
+        if let Ok(Value::Object(members)) = serde_json::from_slice::<Value>(response.body()) {
+            if let Some(error) = members.get("error") {
+                return Err(RevocationError::Failed(error_from_members(
+                    status,
+                    error,
+                    members.get("error_description"),
+                    members.get("error_uri"),
+                )));
+            }
+        }
         return Ok(());
     }
     if status == http::StatusCode::SERVICE_UNAVAILABLE
@@ -714,6 +735,39 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    /// RFC 6749 §5.2: a 2xx introspection or revocation response with an `error` member is
+    /// refused as the error it is, even beside `"active": true`; its text is bounded and
+    /// printable.
+    #[test]
+    fn success_status_with_error_member_is_refused() {
+        let body = r#"{"active":true,"scope":"x","error":"invalid_token","error_description":"no\u001b[2J"}"#;
+        let e = parse_introspection_response(response(200, body)).unwrap_err();
+        match &e {
+            OAuthError::Server {
+                status: 200,
+                code,
+                description,
+                ..
+            } => {
+                assert_eq!(code.as_str(), "invalid_token");
+                assert_eq!(description.as_deref(), Some("no [2J"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let e = parse_introspection_response(response(200, r#"{"error":7}"#)).unwrap_err();
+        assert!(matches!(e, OAuthError::InvalidResponse { .. }), "{e:?}");
+        let e =
+            parse_revocation_response(response(200, r#"{"error":"invalid_client"}"#)).unwrap_err();
+        assert!(
+            matches!(&e, RevocationError::Failed(o) if o.is_invalid_client()),
+            "{e:?}"
+        );
+        assert!(!e.is_retryable());
+        // A success body that is not an error response is still ignored (RFC 7009 §2.2).
+        assert!(parse_revocation_response(response(200, r#"{"revoked":true}"#)).is_ok());
+        assert!(parse_revocation_response(response(200, "<html>ok</html>")).is_ok());
     }
 
     /// SC-6.6: Retry-After in seconds is read; an HTTP-date is not guessed at.

@@ -87,5 +87,5 @@ pub use introspect::{
 pub use launch::{
     AppLaunch, AuthorizeRequest, ClientAuth, FhirContextItem, IssuerPolicy, LaunchClientConfig,
     LaunchClientConfigBuilder, LaunchContext, LaunchContextIssue, LaunchError, Launched,
-    RelaunchReason, SessionClient, MAX_CONTEXT_ID_LEN,
+    LogoutOutcome, RelaunchReason, SessionClient, MAX_CONTEXT_ID_LEN,
 };

@@ -6,13 +6,15 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
-use oauth2::basic::{BasicErrorResponseType, BasicTokenType};
-use oauth2::{ExtraTokenFields, StandardErrorResponse, StandardTokenResponse, TokenResponse as _};
-use serde::{Deserialize, Serialize};
+use oauth2::basic::BasicErrorResponseType;
+use oauth2::StandardErrorResponse;
+use serde::Deserialize;
+use smart_fhir_core::text::printable;
 use smart_fhir_core::{AccessToken, Clock, HttpClient, IdToken, MaxResponseBytes, RefreshToken};
 use smart_fhir_store::StoredToken;
 use tracing::Instrument as _;
 use url::Url;
+use zeroize::{Zeroize as _, Zeroizing};
 
 pub(crate) use smart_fhir_core::text::describe_json_error;
 
@@ -121,6 +123,7 @@ pub async fn exchange(
                     .as_deref()
                     .map_or(0, |s| s.split_whitespace().count()),
                 expires_in_given = r.expires_in_given,
+                scope_given = r.scope_given,
                 "token granted"
             ),
             Err(e) => tracing::debug!(
@@ -158,19 +161,100 @@ pub(crate) fn form_post(endpoint: &Url, body: String) -> Result<http::Request<By
     Ok(req)
 }
 
-/// Every member of the token response that is not a standard OAuth field: SMART launch context
-/// (`patient`, `encounter`, `fhirContext`…), `id_token`, and any extension, kept whole.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct ExtraFields {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    id_token: Option<String>,
-    #[serde(flatten)]
+/// A token response as it comes off the wire, read member by member.
+///
+/// The secret members (`access_token`, `refresh_token`, `id_token`) are read straight into
+/// zeroizing buffers and moved, not copied, into the secret types of `smart-fhir-core`. The
+/// members are read by a visitor of their own rather than a derived struct with a `flatten`ed
+/// remainder: `flatten` first copies every member, the tokens included, into serde's untyped
+/// buffer, which is freed without being wiped.
+#[derive(Default)]
+struct WireTokenResponse {
+    access_token: Option<Zeroizing<String>>,
+    refresh_token: Option<Zeroizing<String>>,
+    id_token: Option<Zeroizing<String>>,
+    token_type: Option<String>,
+    expires_in: Option<u64>,
+    scope: Option<String>,
+    /// The RFC 6749 §5.2 members, whatever their type: a response that has `error` is an error
+    /// response, whatever else it carries.
+    error: Option<serde_json::Value>,
+    error_description: Option<serde_json::Value>,
+    error_uri: Option<serde_json::Value>,
+    /// Every other member: SMART launch context (`patient`, `encounter`, `fhirContext`…) and
+    /// any extension, kept whole.
     rest: serde_json::Map<String, serde_json::Value>,
 }
 
-impl ExtraTokenFields for ExtraFields {}
+impl<'de> Deserialize<'de> for WireTokenResponse {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(WireVisitor)
+    }
+}
 
-type SmartTokenResponse = StandardTokenResponse<ExtraFields, BasicTokenType>;
+struct WireVisitor;
+
+/// Sets `slot` from the next value, refusing a member sent twice (an ambiguous response).
+fn take_once<'de, A, T>(
+    map: &mut A,
+    slot: &mut Option<T>,
+    name: &'static str,
+    seen: &mut bool,
+) -> Result<(), A::Error>
+where
+    A: serde::de::MapAccess<'de>,
+    T: Deserialize<'de>,
+{
+    if std::mem::replace(seen, true) {
+        return Err(serde::de::Error::duplicate_field(name));
+    }
+    *slot = map.next_value()?;
+    Ok(())
+}
+
+impl<'de> serde::de::Visitor<'de> for WireVisitor {
+    type Value = WireTokenResponse;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a token response object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut r = WireTokenResponse::default();
+        let mut seen = [false; 9];
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "access_token" => {
+                    take_once(&mut map, &mut r.access_token, "access_token", &mut seen[0])?
+                }
+                "refresh_token" => take_once(
+                    &mut map,
+                    &mut r.refresh_token,
+                    "refresh_token",
+                    &mut seen[1],
+                )?,
+                "id_token" => take_once(&mut map, &mut r.id_token, "id_token", &mut seen[2])?,
+                "token_type" => take_once(&mut map, &mut r.token_type, "token_type", &mut seen[3])?,
+                "expires_in" => take_once(&mut map, &mut r.expires_in, "expires_in", &mut seen[4])?,
+                "scope" => take_once(&mut map, &mut r.scope, "scope", &mut seen[5])?,
+                "error" => take_once(&mut map, &mut r.error, "error", &mut seen[6])?,
+                "error_description" => take_once(
+                    &mut map,
+                    &mut r.error_description,
+                    "error_description",
+                    &mut seen[7],
+                )?,
+                "error_uri" => take_once(&mut map, &mut r.error_uri, "error_uri", &mut seen[8])?,
+                other => {
+                    let value = map.next_value::<serde_json::Value>()?;
+                    r.rest.insert(other.to_owned(), value);
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
 type SmartErrorResponse = StandardErrorResponse<BasicErrorResponseType>;
 
 /// A parsed, successful token response.
@@ -183,15 +267,33 @@ pub struct TokenResponse {
     /// Whether the server said how long the token lives (`expires_in`); when it did not, a short
     /// default lifetime was used.
     pub expires_in_given: bool,
+    /// Whether the server listed the granted scope (`scope`); when it did not, the token's
+    /// scope is the requested one (RFC 6749 §5.1) and
+    /// [`StoredToken::scope_given`](smart_fhir_store::StoredToken::scope_given) is `false`.
+    pub scope_given: bool,
+}
+
+impl TokenResponse {
+    /// Whether the server listed the granted scope (see [`TokenResponse::scope_given`]).
+    pub fn scope_given(&self) -> bool {
+        self.scope_given
+    }
 }
 
 /// Parses a token-endpoint response (SC-3.4–3.7).
 ///
+/// * A response with an `error` member is an RFC 6749 §5.2 error response, whatever its status
+///   (a `200` included) and whatever else it carries: it is refused with the server's `error`,
+///   `error_description` and `error_uri`, bounded and printable.
 /// * `2xx` with a JSON body: `access_token` and `token_type` (case-insensitive `bearer`) required;
 ///   `expires_in` optional (missing: [`DEFAULT_LIFETIME_WITHOUT_EXPIRES_IN`]); `scope` optional (missing:
-///   the requested scope, RFC 6749 §5.1); a `refresh_token` kept if sent but never required (SC-3.6).
+///   the requested scope, RFC 6749 §5.1, with [`TokenResponse::scope_given`] `false`); a
+///   `refresh_token` kept if sent but never required (SC-3.6); a member sent twice is refused.
 /// * any other status: an RFC 6749 §5.2 error body (`invalid_client` may come as 401, SC-3.7), or a
 ///   bounded excerpt when the body is not one.
+///
+/// The tokens are read straight into zeroizing buffers, and a body this function holds alone is
+/// wiped once read.
 pub fn parse_token_response(
     response: http::Response<Bytes>,
     now: SystemTime,
@@ -208,80 +310,144 @@ pub fn parse_token_response(
             reason: "the body is HTML, not a JSON token response".to_owned(),
         });
     }
-    // A JSON error body with a 200 status happens on some servers; report it as the error it is.
-    if let Ok(err) = serde_json::from_slice::<SmartErrorResponse>(&body) {
-        if !body_has_access_token(&body) {
-            return Err(server_error(status, err));
+    let (parsed, _wiped) = read_then_wipe(body, |bytes| {
+        serde_json::from_slice::<WireTokenResponse>(bytes)
+    });
+    let parsed = parsed.map_err(|e| OAuthError::InvalidResponse {
+        status: status.as_u16(),
+        reason: describe_json_error(&e),
+    })?;
+    token_from_wire(parsed, status, now, requested_scope)
+}
+
+/// Runs `read` on `body`, then overwrites the body with zeros when this is its only owner, and
+/// returns the wiped buffer (`None` for a body whose buffer is shared with another owner, or
+/// static: that one is beyond reach).
+fn read_then_wipe<T>(body: Bytes, read: impl FnOnce(&[u8]) -> T) -> (T, Option<bytes::BytesMut>) {
+    match body.try_into_mut() {
+        Ok(mut owned) => {
+            let result = read(&owned);
+            owned.as_mut().zeroize();
+            (result, Some(owned))
         }
+        Err(shared) => (read(&shared), None),
     }
-    let parsed: SmartTokenResponse =
-        serde_json::from_slice(&body).map_err(|e| OAuthError::InvalidResponse {
-            status: status.as_u16(),
-            reason: describe_json_error(&e),
-        })?;
-    match parsed.token_type() {
-        BasicTokenType::Bearer => {}
-        other => {
-            return Err(OAuthError::InvalidResponse {
-                status: status.as_u16(),
-                reason: format!(
-                    "token_type is {:?}, expected Bearer",
-                    token_type_name(other)
-                ),
-            })
-        }
+}
+
+fn token_from_wire(
+    mut wire: WireTokenResponse,
+    status: http::StatusCode,
+    now: SystemTime,
+    requested_scope: &str,
+) -> Result<TokenResponse, OAuthError> {
+    let invalid = |reason: String| OAuthError::InvalidResponse {
+        status: status.as_u16(),
+        reason,
+    };
+    // RFC 6749 §5.2: an error response, even with a 2xx status and a token beside it.
+    if let Some(error) = &wire.error {
+        return Err(error_from_members(
+            status,
+            error,
+            wire.error_description.as_ref(),
+            wire.error_uri.as_ref(),
+        ));
     }
-    let access = parsed.access_token().secret();
+    let token_type = wire
+        .token_type
+        .take()
+        .ok_or_else(|| invalid("the response has no `token_type`".to_owned()))?;
+    if !token_type.eq_ignore_ascii_case("bearer") {
+        return Err(invalid(format!(
+            "token_type is {:?}, expected Bearer",
+            printable(&token_type, 40)
+        )));
+    }
+    let mut access = wire
+        .access_token
+        .take()
+        .ok_or_else(|| invalid("the response has no `access_token`".to_owned()))?;
     if access.is_empty() {
-        return Err(OAuthError::InvalidResponse {
-            status: status.as_u16(),
-            reason: "access_token is empty".to_owned(),
-        });
+        return Err(invalid("access_token is empty".to_owned()));
     }
-    let expires_in = parsed.expires_in();
+    let expires_in = wire.expires_in.map(Duration::from_secs);
     // A lifetime beyond a year is taken as a year: an absurd `expires_in` must neither overflow
     // the clock (which would make the token look expired at once) nor pin a token for ever.
     let lifetime = expires_in
         .unwrap_or(DEFAULT_LIFETIME_WITHOUT_EXPIRES_IN)
         .min(MAX_TOKEN_LIFETIME);
     let expires_at = now.checked_add(lifetime).unwrap_or(now);
-    let scope = match parsed.scopes() {
-        Some(scopes) => scopes
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
+    let scope_given = wire.scope.is_some();
+    let scope = match &wire.scope {
+        Some(scope) => scope.split_whitespace().collect::<Vec<_>>().join(" "),
         None => requested_scope.to_owned(),
     };
-    let extra = parsed.extra_fields().clone();
-    let mut token = StoredToken::new(AccessToken::new(access.as_str()), now, expires_at)
-        .with_token_type("Bearer")
-        .with_scope(scope)
-        .with_launch_context(extra.rest);
-    if let Some(rt) = parsed.refresh_token() {
-        token = token.with_refresh_token(RefreshToken::new(rt.secret().as_str()));
+    // `take` moves each secret's buffer into its secret type: no copy is left behind.
+    let mut token = StoredToken::new(
+        AccessToken::new(std::mem::take(&mut *access)),
+        now,
+        expires_at,
+    )
+    .with_token_type("Bearer")
+    .with_scope(scope)
+    .with_scope_given(scope_given)
+    .with_launch_context(std::mem::take(&mut wire.rest));
+    if let Some(mut rt) = wire.refresh_token.take() {
+        token = token.with_refresh_token(RefreshToken::new(std::mem::take(&mut *rt)));
     }
-    if let Some(id) = extra.id_token {
-        token = token.with_id_token(IdToken::new(id));
+    if let Some(mut id) = wire.id_token.take() {
+        token = token.with_id_token(IdToken::new(std::mem::take(&mut *id)));
     }
     Ok(TokenResponse {
         token,
         expires_in_given: expires_in.is_some(),
+        scope_given,
     })
 }
 
-fn body_has_access_token(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("access_token").map(|_| ()))
-        .is_some()
+/// The RFC 6749 §5.2 error of a response that has an `error` member: the code, and the
+/// description and URI bounded and printable. A member of the wrong type is named, not shown.
+pub(crate) fn error_from_members(
+    status: http::StatusCode,
+    error: &serde_json::Value,
+    description: Option<&serde_json::Value>,
+    uri: Option<&serde_json::Value>,
+) -> OAuthError {
+    let Some(code) = error.as_str() else {
+        return OAuthError::InvalidResponse {
+            status: status.as_u16(),
+            reason: "the response has an `error` member that is not a string".to_owned(),
+        };
+    };
+    let text = |v: Option<&serde_json::Value>| {
+        v.and_then(serde_json::Value::as_str)
+            .map(|s| excerpt(s.as_bytes()))
+    };
+    OAuthError::Server {
+        status: status.as_u16(),
+        code: error_code(code),
+        description: text(description),
+        uri: text(uri),
+    }
 }
 
-fn token_type_name(t: &BasicTokenType) -> String {
-    match t {
-        BasicTokenType::Bearer => "Bearer".to_owned(),
-        BasicTokenType::Mac => "MAC".to_owned(),
-        BasicTokenType::Extension(s) => s.chars().take(40).collect(),
+/// The code of an RFC 6749 §5.2 `error`; an unknown one is kept bounded and without control
+/// characters (it is shown in `Display`, so a server cannot write lines of its own into a log).
+fn error_code(code: &str) -> OAuthErrorCode {
+    match code {
+        "invalid_client" => OAuthErrorCode::InvalidClient,
+        "invalid_grant" => OAuthErrorCode::InvalidGrant,
+        "invalid_request" => OAuthErrorCode::InvalidRequest,
+        "invalid_scope" => OAuthErrorCode::InvalidScope,
+        "unauthorized_client" => OAuthErrorCode::UnauthorizedClient,
+        "unsupported_grant_type" => OAuthErrorCode::UnsupportedGrantType,
+        other => OAuthErrorCode::Other(
+            other
+                .chars()
+                .take(80)
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect(),
+        ),
     }
 }
 
@@ -304,14 +470,7 @@ fn server_error(status: http::StatusCode, err: SmartErrorResponse) -> OAuthError
         BasicErrorResponseType::InvalidScope => OAuthErrorCode::InvalidScope,
         BasicErrorResponseType::UnauthorizedClient => OAuthErrorCode::UnauthorizedClient,
         BasicErrorResponseType::UnsupportedGrantType => OAuthErrorCode::UnsupportedGrantType,
-        // Shown in `Display`: bounded, and control characters replaced so that a server cannot
-        // write lines of its own into a log.
-        BasicErrorResponseType::Extension(s) => OAuthErrorCode::Other(
-            s.chars()
-                .take(80)
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect(),
-        ),
+        BasicErrorResponseType::Extension(s) => error_code(s),
     };
     OAuthError::Server {
         status: status.as_u16(),
@@ -615,6 +774,131 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, OAuthError::Status { status: 307, .. }), "{e:?}");
         assert!(e.to_string().contains("redirect"), "{e}");
+    }
+
+    /// SC-3.7, RFC 6749 §5.2: a 2xx response with an `error` member is the error it says, even
+    /// with a token beside it; its text is bounded and printable, and no token is shown.
+    #[test]
+    fn sc_3_7_success_status_with_error_member_is_refused() {
+        let body = format!(
+            r#"{{"access_token":"SECRET-TOKEN","token_type":"Bearer","error":"invalid_client","error_description":"bad\n\u001b[31m{}","error_uri":"https://x/doc"}}"#,
+            "d".repeat(5000)
+        );
+        for status in [200, 201, 299] {
+            let e = parse_token_response(response(status, &body), now(), "").unwrap_err();
+            match &e {
+                OAuthError::Server {
+                    status: s,
+                    code,
+                    description,
+                    uri,
+                } => {
+                    assert_eq!(*s, status);
+                    assert_eq!(*code, OAuthErrorCode::InvalidClient);
+                    let d = description.as_deref().unwrap();
+                    assert!(d.starts_with("bad [31mddd"), "{d:?}");
+                    assert!(d.chars().count() <= 201, "{}", d.len());
+                    assert_eq!(uri.as_deref(), Some("https://x/doc"));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            let shown = e.to_string();
+            assert!(!shown.contains("SECRET-TOKEN") && !shown.chars().any(char::is_control));
+        }
+        // Without a token, and with an `error` that is not even a string.
+        let e = parse_token_response(response(200, r#"{"error":"invalid_grant"}"#), now(), "")
+            .unwrap_err();
+        assert_eq!(e.oauth_code(), Some(&OAuthErrorCode::InvalidGrant));
+        let e = parse_token_response(
+            response(
+                200,
+                r#"{"access_token":"SECRET-TOKEN","token_type":"Bearer","error":{"x":1}}"#,
+            ),
+            now(),
+            "",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, OAuthError::InvalidResponse { status: 200, .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("`error`"), "{e}");
+    }
+
+    /// SC-5.13, RFC 6749 §5.1: an omitted `scope` defaults to the requested one, and the token
+    /// says the server did not list it; a listed one is kept and said to be listed.
+    #[test]
+    fn sc_5_13_scope_given_is_recorded() {
+        let r = parse_token_response(
+            response(200, r#"{"access_token":"tok","token_type":"Bearer"}"#),
+            now(),
+            "system/*.rs",
+        )
+        .unwrap();
+        assert!(!r.scope_given() && !r.token.scope_given);
+        assert_eq!(r.token.scope.as_deref(), Some("system/*.rs"));
+        let r = parse_token_response(
+            response(
+                200,
+                r#"{"access_token":"tok","token_type":"Bearer","scope":" system/Patient.rs  system/Observation.rs "}"#,
+            ),
+            now(),
+            "system/*.rs",
+        )
+        .unwrap();
+        assert!(r.scope_given() && r.token.scope_given);
+        assert_eq!(
+            r.token.scope.as_deref(),
+            Some("system/Patient.rs system/Observation.rs")
+        );
+    }
+
+    /// Every member read: secrets into their types, the rest into the launch context; a
+    /// member sent twice is refused rather than guessed at.
+    #[test]
+    fn secrets_are_read_into_their_types_and_duplicates_refused() {
+        let r = parse_token_response(
+            response(
+                200,
+                r#"{"access_token":"a\u0062c","token_type":"Bearer","refresh_token":"rt","id_token":"x.y.z","patient":"123","expires_in":null,"scope":null}"#,
+            ),
+            now(),
+            "launch",
+        )
+        .unwrap();
+        assert!(r.token.access_token.ct_eq("abc"));
+        assert!(r.token.refresh_token.as_ref().unwrap().ct_eq("rt"));
+        assert!(r.token.id_token.as_ref().unwrap().ct_eq("x.y.z"));
+        assert_eq!(r.token.launch_context.len(), 1);
+        assert_eq!(r.token.launch_context["patient"], "123");
+        assert!(!r.expires_in_given && !r.scope_given);
+        let e = parse_token_response(
+            response(
+                200,
+                r#"{"access_token":"SECRET-1","token_type":"Bearer","access_token":"SECRET-2"}"#,
+            ),
+            now(),
+            "",
+        )
+        .unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains("duplicate field `access_token`"), "{shown}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+    }
+
+    /// A body this parser holds alone is overwritten once read; a shared one is left alone.
+    #[test]
+    fn owned_body_is_wiped_after_reading() {
+        let body = Bytes::from(br#"{"access_token":"SECRET"}"#.to_vec());
+        let (len, wiped) = read_then_wipe(body, <[u8]>::len);
+        let wiped = wiped.expect("a body held alone is wiped");
+        assert_eq!(wiped.len(), len);
+        assert!(wiped.iter().all(|b| *b == 0));
+        let shared = Bytes::from(b"SECRET".to_vec());
+        let keep = shared.clone();
+        let (_, wiped) = read_then_wipe(shared, <[u8]>::len);
+        assert!(wiped.is_none());
+        assert_eq!(&keep[..], b"SECRET");
     }
 
     #[test]

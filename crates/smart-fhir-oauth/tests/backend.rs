@@ -386,6 +386,17 @@ fn builder_refuses_bad_configuration() {
             builder(&fake).private_key(PrivateKeyJwt::new(key()).jku("ftp://x/jwks")),
             "jku",
         ),
+        // P7: an https base's token endpoint is https even with the insecure-HTTP opt-in
+        // (the client assertion would travel in clear).
+        (
+            builder(&fake)
+                .fhir_base(
+                    FhirBaseUrl::parse_with(BASE, smart_fhir_core::InsecureHttp::AllowLoopback)
+                        .unwrap(),
+                )
+                .token_endpoint("http://127.0.0.1:9000/token"),
+            "downgrade",
+        ),
         (
             builder(&fake).private_key(PrivateKeyJwt::new(key()).algorithm(Algorithm::ES256)),
             "ES256 does not fit",

@@ -80,9 +80,10 @@ async fn sc_4_13_forged_or_missing_state() {
     assert!(s.server.token_requests().is_empty());
 }
 
-/// SC-4.14: an error callback is typed, and consumes the state.
+/// SC-4.14: an error callback is typed; it leaves the state in place (anyone who saw the
+/// authorize URL can send one), so the server's own callback still completes the sign-in.
 #[tokio::test]
-async fn sc_4_14_error_callback_is_typed_and_consumes_the_state() {
+async fn sc_4_14_error_callback_is_typed_and_leaves_the_state() {
     let s = Setup::new();
     let app = s.app();
     let req = launched(&app, "sess-1").await;
@@ -112,16 +113,52 @@ async fn sc_4_14_error_callback_is_typed_and_consumes_the_state() {
         e.to_string(),
         "authorization failed: access_denied: The user said no"
     );
-    let e = app
-        .callback("sess-1", &callback_query(&req, "code-1"))
-        .await
-        .unwrap_err();
-    assert!(matches!(e, LaunchError::UnknownState), "{e:?}");
     assert!(s.server.token_requests().is_empty());
+    app.callback("sess-1", &callback_query(&req, "code-1"))
+        .await
+        .unwrap();
+    assert_eq!(s.server.token_requests().len(), 1);
+}
+
+/// SC-4.13, P3: a callback that repeats the right `state` but is malformed, names another
+/// issuer or carries an error does not end the sign-in: the state stays for the server's own
+/// callback, which is then used once.
+#[tokio::test]
+async fn p3_bad_callbacks_with_the_right_state_leave_it_for_the_real_one() {
+    let s = Setup::new();
+    let app = s.app();
+    let req = launched(&app, "sess-1").await;
+    for rest in [
+        "code=",
+        "nothing=here",
+        "code=c&iss=https%3A%2F%2Fattacker.example",
+        "error=access_denied",
+        "error=server_error&code=c",
+    ] {
+        assert!(
+            app.callback("sess-1", &with_state(&req, rest))
+                .await
+                .is_err(),
+            "{rest}"
+        );
+    }
+    // Repeated parameters are refused before the state is even looked up.
+    let state = params(&req)["state"].clone();
+    assert!(app
+        .callback("sess-1", &format!("code=c&state={state}&state={state}"))
+        .await
+        .is_err());
+    assert!(s.server.token_requests().is_empty());
+    let query = callback_query(&req, "code-1");
+    app.callback("sess-1", &query).await.unwrap();
+    let e = app.callback("sess-1", &query).await.unwrap_err();
+    assert!(matches!(e, LaunchError::UnknownState), "{e:?}");
+    assert_eq!(s.server.token_requests().len(), 1);
 }
 
 /// SC-4.17, P2: an RFC 9207 `iss` other than the authorization server's issuer is refused (no
-/// exchange; the state is spent); a matching one is accepted and never used as the FHIR base.
+/// exchange; the state stays for the server's own callback); a matching one is accepted and
+/// never used as the FHIR base.
 #[tokio::test]
 async fn p2_rfc9207_iss_is_checked_and_never_the_fhir_base() {
     let s = Setup::new();
@@ -142,10 +179,6 @@ async fn p2_rfc9207_iss_is_checked_and_never_the_fhir_base() {
         other => panic!("unexpected {other:?}"),
     }
     assert!(s.server.token_requests().is_empty());
-    assert!(matches!(
-        app.callback("sess-1", &callback_query(&req, "c")).await,
-        Err(LaunchError::UnknownState)
-    ));
 
     let req = launched(&app, "sess-1").await;
     let ok = app

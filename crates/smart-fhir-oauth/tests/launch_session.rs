@@ -10,7 +10,8 @@ use serde_json::json;
 use smart_fhir_core::{AccessToken, ClientSecret};
 use smart_fhir_core::{AccessTokenProvider, ProviderErrorKind};
 use smart_fhir_oauth::{
-    AppLaunch, ClientAuth, LaunchError, OAuthError, RelaunchReason, SessionClient,
+    AppLaunch, ClientAuth, LaunchError, LogoutOutcome, OAuthError, OAuthErrorCode, RelaunchReason,
+    SessionClient,
 };
 use smart_fhir_scopes::ScopeRelation;
 use smart_fhir_store::SessionStore;
@@ -181,18 +182,31 @@ async fn sc_4_31_context_from_refresh() {
     assert_eq!(session.patient().as_deref(), Some("pat-456"));
 }
 
-/// SC-4.32, P12: `invalid_grant` on refresh → relaunch needed (typed for the FHIR client too),
-/// and the dead session is deleted.
+/// SC-4.32, P12: `invalid_grant` on refresh → relaunch needed (typed for the FHIR client too)
+/// with the server's code and cleaned description, and the dead session is deleted.
 #[tokio::test]
 async fn invalid_grant_means_relaunch() {
     let s = Setup::new();
     let app = s.app();
     let session = signed_in(&app, "sess-1").await;
-    s.server
-        .on_token(|_, _| (400, json!({"error": "invalid_grant"})));
+    s.server.on_token(|_, _| {
+        (
+            400,
+            json!({"error": "invalid_grant",
+                   "error_description": "refresh token rt-1 expired\u{1b}[2J\nagain"}),
+        )
+    });
     s.clock.advance(Duration::from_secs(3600));
     let e = session.access_token().await.unwrap_err();
-    assert_eq!(e.relaunch_reason(), Some(RelaunchReason::RefreshRefused));
+    // The server's code and description reach the user, cleaned, without the token sent.
+    assert_eq!(
+        e.relaunch_reason(),
+        Some(RelaunchReason::RefreshRefused {
+            code: OAuthErrorCode::InvalidGrant,
+            description: Some("refresh token [redacted] expired [2J again".to_owned()),
+        })
+    );
+    assert!(!e.to_string().contains("rt-1"), "{e}");
     let e = AccessTokenProvider::access_token(&session)
         .await
         .unwrap_err();
@@ -318,7 +332,7 @@ async fn logout_revokes_and_deletes() {
     let s = Setup::new();
     let app = s.app_with(ClientAuth::ClientSecretPost(ClientSecret::new("pw")));
     signed_in(&app, "sess-1").await;
-    app.logout("sess-1").await.unwrap();
+    assert_eq!(app.logout("sess-1").await.unwrap(), LogoutOutcome::Revoked);
     let revocations = s.server.requests_to(REVOKE_URL);
     assert_eq!(revocations.len(), 2);
     assert_eq!(revocations[0].field("token"), Some("rt-1"));
@@ -331,8 +345,46 @@ async fn logout_revokes_and_deletes() {
     let e = app.ready("sess-1").await.unwrap_err();
     assert_eq!(e.relaunch_reason(), Some(RelaunchReason::NoSession));
     // Signing out twice is harmless.
-    app.logout("sess-1").await.unwrap();
+    assert_eq!(
+        app.logout("sess-1").await.unwrap(),
+        LogoutOutcome::NoSession
+    );
     assert_eq!(s.server.requests_to(REVOKE_URL).len(), 2);
+}
+
+/// SC-6.5: on a server without a revocation endpoint, sign-out deletes the session and says
+/// that the tokens stay valid at the server until they expire; a revocation the server refuses
+/// is an error (the session is gone all the same).
+#[tokio::test]
+async fn logout_says_whether_the_tokens_were_revoked() {
+    let s = Setup::new();
+    s.server.edit_config(|c| {
+        c.as_object_mut().unwrap().remove("revocation_endpoint");
+    });
+    let app = s.app();
+    let session = signed_in(&app, "sess-1").await;
+    let expires = session.expires_at();
+    let outcome = app.logout("sess-1").await.unwrap();
+    assert_eq!(
+        outcome,
+        LogoutOutcome::NotRevocable {
+            access_token_expires_at: expires,
+            had_refresh_token: true,
+        }
+    );
+    assert!(outcome.tokens_stay_valid());
+    assert!(outcome.to_string().contains("stay valid"), "{outcome}");
+    assert!(s.server.requests_to(REVOKE_URL).is_empty());
+    assert!(app.ready("sess-1").await.is_err());
+
+    let s = Setup::new();
+    let app = s.app();
+    signed_in(&app, "sess-2").await;
+    s.server
+        .on_revoke(|| (400, json!({"error": "unsupported_token_type"})));
+    let e = app.logout("sess-2").await.unwrap_err();
+    assert!(matches!(e, LaunchError::Revocation(_)), "{e:?}");
+    assert!(app.ready("sess-2").await.is_err(), "deleted all the same");
 }
 
 /// P5: a session client prints neither tokens nor patient data.

@@ -362,15 +362,13 @@ impl SessionStore for FileSessionStore {
 
 fn read_document(path: &Path) -> Result<Document, StoreError> {
     use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(|e| read_failed(path, e))?;
+    let file = open_regular_file(path)?;
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| read_failed(path, e))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(StoreError::corrupt(format!(
-            "the session file is larger than {MAX_FILE_BYTES} bytes"
-        )));
+        return Err(too_large(path));
     }
     // The parse error could quote the file (tokens): it is not passed on.
     let document: Document = serde_json::from_slice(&bytes)
@@ -383,6 +381,54 @@ fn read_document(path: &Path) -> Result<Document, StoreError> {
         )));
     }
     Ok(document)
+}
+
+/// Opens the session file for reading: a regular file only, never through a symlink, and
+/// never waiting (a FIFO planted where the file is expected would block an ordinary open until
+/// a writer came). The type and size are checked on the opened file itself, so a file swapped
+/// in after a check cannot slip through.
+fn open_regular_file(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    }
+    #[cfg(not(unix))]
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(not_regular(path));
+    }
+    let file = options.open(path).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return not_regular(path);
+        }
+        read_failed(path, e)
+    })?;
+    let meta = file.metadata().map_err(|e| read_failed(path, e))?;
+    if !meta.is_file() {
+        return Err(not_regular(path));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(path));
+    }
+    Ok(file)
+}
+
+fn not_regular(path: &Path) -> StoreError {
+    StoreError::backend_message(format!(
+        "the session file {} is not a regular file (a symlink, a FIFO, a device or a \
+         directory); refused",
+        path.display()
+    ))
+}
+
+fn too_large(path: &Path) -> StoreError {
+    StoreError::corrupt(format!(
+        "the session file {} is larger than {MAX_FILE_BYTES} bytes, the limit for a session file",
+        path.display()
+    ))
 }
 
 fn read_failed(path: &Path, e: std::io::Error) -> StoreError {

@@ -45,8 +45,14 @@ pub struct StoredToken {
     pub expires_at: SystemTime,
     /// When the token was issued (in practice: when the response was received).
     pub issued_at: SystemTime,
-    /// The granted `scope` string as the server sent it, if it sent one (SC-5.13).
+    /// The granted `scope` string (SC-5.13): as the server sent it, or, when the server's
+    /// response listed none, the requested scope (RFC 6749 §5.1; then
+    /// [`scope_given`](Self::scope_given) is `false`).
     pub scope: Option<String>,
+    /// Whether the server listed the granted scope. `false` when `scope` holds the requested
+    /// scope because the token response had no `scope` member: the server did not say what it
+    /// granted, and the client assumes the request was granted as asked.
+    pub scope_given: bool,
     /// The refresh token, if one was issued.
     pub refresh_token: Option<RefreshToken>,
     /// The OpenID Connect `id_token`, if one was issued.
@@ -66,6 +72,7 @@ impl StoredToken {
             expires_at,
             issued_at,
             scope: None,
+            scope_given: true,
             refresh_token: None,
             id_token: None,
             launch_context: Map::new(),
@@ -81,6 +88,13 @@ impl StoredToken {
     /// Sets the granted scope string.
     pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
+        self
+    }
+
+    /// Sets whether the server listed the granted scope (see
+    /// [`scope_given`](Self::scope_given); `true` unless set).
+    pub fn with_scope_given(mut self, scope_given: bool) -> Self {
+        self.scope_given = scope_given;
         self
     }
 
@@ -143,6 +157,7 @@ impl StoredToken {
             expires_at: unix_seconds(self.expires_at),
             issued_at: unix_seconds(self.issued_at),
             scope: self.scope.as_deref(),
+            scope_given: self.scope_given,
             refresh_token: self.refresh_token.as_ref().map(RefreshToken::secret),
             id_token: self.id_token.as_ref().map(IdToken::secret),
             launch_context: &self.launch_context,
@@ -194,6 +209,7 @@ impl StoredToken {
             expires_at,
             issued_at,
             scope,
+            scope_given,
             refresh_token,
             id_token,
             launch_context,
@@ -205,6 +221,7 @@ impl StoredToken {
             expires_at: from_unix_seconds(expires_at)?,
             issued_at: from_unix_seconds(issued_at)?,
             scope,
+            scope_given,
             refresh_token: refresh_token.map(|mut t| RefreshToken::new(std::mem::take(&mut *t))),
             id_token: id_token.map(|mut t| IdToken::new(std::mem::take(&mut *t))),
             launch_context,
@@ -220,6 +237,7 @@ impl fmt::Debug for StoredToken {
             .field("expires_at", &self.expires_at)
             .field("issued_at", &self.issued_at)
             .field("scope", &self.scope)
+            .field("scope_given", &self.scope_given)
             .field("refresh_token", &self.refresh_token)
             .field("id_token", &self.id_token)
             .field("launch_context", &KeysOnly(&self.launch_context))
@@ -245,6 +263,10 @@ struct ReprOut<'a> {
     issued_at: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<&'a str>,
+    /// Written only when `false`, so that documents of tokens whose scope the server listed
+    /// stay as they were.
+    #[serde(skip_serializing_if = "is_true")]
+    scope_given: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -262,12 +284,24 @@ struct ReprIn {
     issued_at: u64,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default = "yes")]
+    scope_given: bool,
     #[serde(default)]
     refresh_token: Option<Zeroizing<String>>,
     #[serde(default)]
     id_token: Option<Zeroizing<String>>,
     #[serde(default)]
     launch_context: Map<String, Value>,
+}
+
+// `&bool` is what serde's `skip_serializing_if` passes.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn unix_seconds(t: SystemTime) -> u64 {
@@ -369,6 +403,27 @@ mod tests {
         assert_eq!(back.token_type, "Bearer");
         assert!(back.scope.is_none() && back.refresh_token.is_none() && back.id_token.is_none());
         assert!(back.launch_context.is_empty());
+    }
+
+    /// SC-5.13: whether the server listed the granted scope survives a store; documents written
+    /// before the field existed read as listed.
+    #[test]
+    fn scope_given_round_trips_and_defaults_to_listed() {
+        let assumed = StoredToken::new(AccessToken::new(ACCESS), at(5), at(305))
+            .with_scope("system/*.rs")
+            .with_scope_given(false);
+        let bytes = assumed.to_json_bytes().unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["scope_given"], false);
+        let back = StoredToken::from_json_bytes(&bytes).unwrap();
+        assert!(!back.scope_given);
+        assert_eq!(back.scope.as_deref(), Some("system/*.rs"));
+        let listed = full_token();
+        assert!(listed.scope_given);
+        let bytes = listed.to_json_bytes().unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(v.get("scope_given").is_none(), "not written when true");
+        assert!(StoredToken::from_json_bytes(&bytes).unwrap().scope_given);
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub use smart_fhir_jwt::{Algorithm, JwtError, PrivateKey};
 pub use smart_fhir_oauth::{
     AppLaunch, BackendServices, BackendServicesBuilder, ClientAuth, FhirContextItem, IssuerPolicy,
     LaunchClientConfig, LaunchClientConfigBuilder, LaunchContext, LaunchError, Launched,
-    OAuthError, PrivateKeyJwt, RelaunchReason, SessionClient,
+    LogoutOutcome, OAuthError, PrivateKeyJwt, RelaunchReason, SessionClient,
 };
 pub use smart_fhir_scopes::{Scope, ScopeSet};
 pub use smart_fhir_store::{

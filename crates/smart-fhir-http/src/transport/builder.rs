@@ -28,7 +28,7 @@ pub struct HyperHttpClientBuilder {
     max_response_bytes: usize,
     user_agent: Option<String>,
     roots: Roots,
-    extra_roots_pem: Vec<Vec<u8>>,
+    extra_roots_pem: Vec<(Option<String>, Vec<u8>)>,
     insecure_http: InsecureHttp,
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: usize,
@@ -105,7 +105,20 @@ impl HyperHttpClientBuilder {
     /// Also trusts the certificates in `pem` (one or more `CERTIFICATE` blocks), e.g. the root of
     /// a hospital's private PKI. Checked by [`build`](Self::build).
     pub fn add_root_certificate_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
-        self.extra_roots_pem.push(pem.as_ref().to_vec());
+        self.extra_roots_pem.push((None, pem.as_ref().to_vec()));
+        self
+    }
+
+    /// As [`add_root_certificate_pem`](Self::add_root_certificate_pem), with the name of
+    /// where the PEM came from (`"file /etc/ssl/hospital-ca.pem"`, say), which an error about
+    /// it shows instead of its position.
+    pub fn add_root_certificate_pem_from(
+        mut self,
+        name: impl Into<String>,
+        pem: impl AsRef<[u8]>,
+    ) -> Self {
+        self.extra_roots_pem
+            .push((Some(name.into()), pem.as_ref().to_vec()));
         self
     }
 

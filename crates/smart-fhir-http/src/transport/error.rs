@@ -7,10 +7,14 @@ pub enum TransportError {
     /// A PEM document given to
     /// [`add_root_certificate_pem`](super::HyperHttpClientBuilder::add_root_certificate_pem)
     /// holds no usable certificate.
-    #[error("root certificate PEM #{index} is not usable: {reason}")]
+    #[error("root certificate {name} is not usable: {reason}")]
     InvalidRootCertificate {
         /// Which call to `add_root_certificate_pem`, counting from 0.
         index: usize,
+        /// Where the document came from, as given to
+        /// [`add_root_certificate_pem_from`](super::HyperHttpClientBuilder::add_root_certificate_pem_from)
+        /// (a file name, say), else `PEM #<index>`.
+        name: String,
         /// What is wrong with it.
         reason: String,
     },

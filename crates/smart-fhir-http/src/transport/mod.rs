@@ -20,6 +20,7 @@ mod uri;
 
 pub use body::BodyStream;
 pub use builder::HyperHttpClientBuilder;
+pub use classify::is_unknown_issuer;
 pub use error::TransportError;
 pub use exchange::HyperHttpClient;
 pub use tls::Roots;

@@ -50,7 +50,7 @@ impl Default for Roots {
 /// ALPN is added by the connector.
 pub(super) fn tls_config(
     roots: Roots,
-    extra_roots_pem: &[Vec<u8>],
+    extra_roots_pem: &[(Option<String>, Vec<u8>)],
 ) -> Result<rustls::ClientConfig, TransportError> {
     let mut store = RootCertStore::empty();
     match roots {
@@ -58,8 +58,9 @@ pub(super) fn tls_config(
         Roots::Native => add_native_roots(&mut store)?,
         Roots::Only => {}
     }
-    for (index, pem) in extra_roots_pem.iter().enumerate() {
-        add_pem_roots(&mut store, index, pem)?;
+    for (index, (name, pem)) in extra_roots_pem.iter().enumerate() {
+        let name = name.clone().unwrap_or_else(|| format!("PEM #{index}"));
+        add_pem_roots(&mut store, index, name, pem)?;
     }
     if store.is_empty() {
         return Err(TransportError::NoRootCertificates {
@@ -128,9 +129,14 @@ fn add_native_roots(_store: &mut RootCertStore) -> Result<(), TransportError> {
 fn add_pem_roots(
     store: &mut RootCertStore,
     index: usize,
+    name: String,
     pem: &[u8],
 ) -> Result<(), TransportError> {
-    let invalid = |reason: String| TransportError::InvalidRootCertificate { index, reason };
+    let invalid = |reason: String| TransportError::InvalidRootCertificate {
+        index,
+        name: name.clone(),
+        reason,
+    };
     let mut found = 0_usize;
     for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| invalid(format!("malformed PEM: {e}")))?;
@@ -150,8 +156,24 @@ fn add_pem_roots(
 mod tests {
     use super::*;
 
-    fn pems(pem: &[u8]) -> Vec<Vec<u8>> {
-        vec![pem.to_vec()]
+    fn pems(pem: &[u8]) -> Vec<(Option<String>, Vec<u8>)> {
+        vec![(None, pem.to_vec())]
+    }
+
+    /// Issue 11 §1 (TLS seen from outside): an unusable root certificate is named by where it
+    /// came from (the file the user gave), not by its position.
+    #[test]
+    fn invalid_root_certificate_is_named_by_its_source() {
+        let named = vec![(Some("file /etc/ca.pem".to_owned()), b"not a pem".to_vec())];
+        let e = tls_config(Roots::Webpki, &named).unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("root certificate file /etc/ca.pem is not usable"),
+            "{shown}"
+        );
+        assert!(!shown.contains("PEM #0"), "{shown}");
+        let e = tls_config(Roots::Webpki, &pems(b"not a pem")).unwrap_err();
+        assert!(e.to_string().contains("PEM #0"), "{e}");
     }
 
     /// The `supported_versions` extension (RFC 8446 §4.2.1) of the ClientHello the configuration

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use smart_fhir_core::{
-    Clock, ExpiringCache, FhirBaseUrl, HttpClient, InsecureHttp, SharedClock, SharedHttpClient,
+    Clock, ExpiringCache, FhirBaseUrl, HttpClient, SharedClock, SharedHttpClient,
 };
 use smart_fhir_discovery::DiscoveryCache;
 use smart_fhir_scopes::ScopeSet;
@@ -181,13 +181,13 @@ impl BackendServicesBuilder {
         })?;
         let token_endpoint = match self.token_endpoint {
             Some(t) => Some((
-                parse_endpoint(&t, "token_endpoint", fhir_base.insecure_http())?,
+                parse_endpoint(&t, "token_endpoint", &fhir_base)?,
                 t.trim().to_owned(),
             )),
             None => None,
         };
         if let Some(jku) = credential.jku_url() {
-            parse_endpoint(jku, "jku", fhir_base.insecure_http())?;
+            parse_endpoint(jku, "jku", &fhir_base)?;
         }
         // The scope is sent as the caller wrote it (a server may match scope strings exactly);
         // only surrounding and repeated white space is removed.
@@ -233,11 +233,13 @@ impl BackendServicesBuilder {
     }
 }
 
-fn parse_endpoint(text: &str, what: &str, insecure: InsecureHttp) -> Result<Url, OAuthError> {
+/// A configured endpoint: acceptable for the FHIR base (never plain http for an https base,
+/// whatever the insecure-HTTP opt-in says).
+fn parse_endpoint(text: &str, what: &str, base: &FhirBaseUrl) -> Result<Url, OAuthError> {
     let url = Url::parse(text).map_err(|e| smart_fhir_core::UrlError::Invalid {
         what: what.to_owned(),
         reason: e.to_string(),
     })?;
-    smart_fhir_core::check_endpoint_url(&url, what, insecure)?;
+    smart_fhir_discovery::check_document_endpoint(&url, what, base.url(), base.insecure_http())?;
     Ok(url)
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use smart_fhir_store::SessionStore;
 
@@ -103,9 +104,13 @@ impl AppLaunch {
     /// refresh token and the access token there (SC-6.5, SC-6.6; RFC 7009) with the client's
     /// authentication.
     ///
-    /// The session is gone locally whatever the revocation's outcome; an error after that is
-    /// [`LaunchError::Revocation`] (the tokens may stay valid at the server until they expire).
-    pub async fn logout(&self, session_id: &str) -> Result<(), LaunchError> {
+    /// The outcome says what happened at the server: [`LogoutOutcome::Revoked`], or
+    /// [`LogoutOutcome::NotRevocable`] when the server names no revocation endpoint (the tokens
+    /// then stay valid at the server until they expire: tell the user), or
+    /// [`LogoutOutcome::NoSession`]. The session is gone locally whatever the revocation's
+    /// outcome; a revocation that fails after that is [`LaunchError::Revocation`] (the tokens
+    /// may stay valid at the server until they expire).
+    pub async fn logout(&self, session_id: &str) -> Result<LogoutOutcome, LaunchError> {
         check_session_id(session_id)?;
         tracing::debug!(session = %session_tag(session_id), "App Launch sign-out");
         let cfg = &self.inner.config;
@@ -120,13 +125,20 @@ impl AppLaunch {
             .await
             .map_err(LaunchError::from)?;
         let Some(stored) = stored else {
-            return Ok(());
+            return Ok(LogoutOutcome::NoSession);
         };
         let record = SessionRecord::from_value(&stored.0)?;
-        let Some(endpoint) = record.revocation_endpoint() else {
-            return Ok(());
-        };
         let token = record.stored_token()?;
+        let Some(endpoint) = record.revocation_endpoint() else {
+            tracing::debug!(
+                session = %session_tag(session_id),
+                "App Launch sign-out: the server has no revocation endpoint; the tokens stay valid until they expire"
+            );
+            return Ok(LogoutOutcome::NotRevocable {
+                access_token_expires_at: token.expires_at,
+                had_refresh_token: token.refresh_token.is_some(),
+            });
+        };
         let server = record.server();
         let algorithm = server.algorithm.as_deref().and_then(|a| a.parse().ok());
         let mut revocations = Vec::new();
@@ -142,6 +154,45 @@ impl AppLaunch {
                 .await
                 .map_err(LaunchError::from)?;
         }
-        Ok(())
+        Ok(LogoutOutcome::Revoked)
+    }
+}
+
+/// What [`AppLaunch::logout`] did at the server, once the session was deleted here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogoutOutcome {
+    /// The tokens were revoked at the server's revocation endpoint (RFC 7009): the refresh
+    /// token, if there was one, then the access token.
+    Revoked,
+    /// The server names no revocation endpoint: the tokens were deleted here, but they stay
+    /// valid at the server until they expire.
+    NotRevocable {
+        /// When the access token expires.
+        access_token_expires_at: SystemTime,
+        /// Whether a refresh token was held too (it may stay valid for much longer).
+        had_refresh_token: bool,
+    },
+    /// No signed-in session was stored under this session id: there was nothing to revoke.
+    NoSession,
+}
+
+impl LogoutOutcome {
+    /// Whether tokens may still be valid at the server.
+    pub fn tokens_stay_valid(&self) -> bool {
+        matches!(self, Self::NotRevocable { .. })
+    }
+}
+
+impl fmt::Display for LogoutOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Revoked => "the tokens were revoked at the server",
+            Self::NotRevocable { .. } => {
+                "the server has no revocation endpoint: the tokens were deleted here but stay \
+                 valid at the server until they expire"
+            }
+            Self::NoSession => "there was no signed-in session",
+        })
     }
 }

@@ -5,7 +5,9 @@ use std::fmt;
 use serde_json::json;
 use smart_fhir_core::text::display_url;
 use smart_fhir_core::{FhirBaseUrl, InsecureHttp, Url};
-use smart_fhir_discovery::{ClientProfile, LaunchKind, SmartConfiguration};
+use smart_fhir_discovery::{
+    check_document_endpoint, ClientProfile, LaunchKind, SmartConfiguration,
+};
 use smart_fhir_jwt::Algorithm;
 use smart_fhir_pkce::{Nonce, Pkce, State};
 use smart_fhir_scopes::{LaunchScope, Scope, ScopeSet};
@@ -123,6 +125,18 @@ impl AppLaunch {
             .clone();
         let algorithm = self.check_fit(&server, launch.is_some())?;
         let scope = self.scope_for(&server, launch.is_some())?;
+        // The issuer's OpenID configuration and keys are fetched to verify an `id_token`: from
+        // an https base, never over plain http (the endpoints were checked so by discovery).
+        if let Some(Ok(issuer)) = server.issuer().map(smart_fhir_core::Url::parse) {
+            check_document_endpoint(&issuer, "issuer", base.url(), base.insecure_http()).map_err(
+                |reason| {
+                    LaunchError::from(smart_fhir_discovery::DiscoveryError::InvalidEndpoint {
+                        field: "issuer".to_owned(),
+                        reason,
+                    })
+                },
+            )?;
+        }
 
         let state = State::generate().map_err(LaunchError::from)?;
         let pkce = Pkce::new().map_err(LaunchError::from)?;

@@ -68,14 +68,22 @@ impl AppLaunch {
     /// Completes the authorization when the browser comes back to the redirect URI; `query` is
     /// the raw query string of that request.
     ///
-    /// In order: the `state` is looked up, consumed and compared in constant time — once only,
-    /// and only in the session that started the flow (SC-4.13, P3); an RFC 9207 `iss` must be
-    /// the authorization server's issuer (SC-4.17, P2); an error callback becomes
-    /// [`LaunchError::AuthorizationDenied`] (SC-4.14); the code is exchanged with the stored
-    /// PKCE verifier and the client's authentication at the stored token endpoint (SC-4.18);
-    /// the token response and launch context are read whole (SC-4.19 – SC-4.23); an `id_token`
-    /// is verified with the stored nonce (SC-4.33 – SC-4.35). The session is then stored and
-    /// the configured landing URL returned (P10).
+    /// In order: the `state` is looked up and compared in constant time, only in the session
+    /// that started the flow (SC-4.13, P3); an RFC 9207 `iss` must be the authorization
+    /// server's issuer (SC-4.17, P2); an error callback becomes
+    /// [`LaunchError::AuthorizationDenied`] (SC-4.14); a callback with a code consumes the
+    /// `state` — once only — and the code is exchanged with the stored PKCE verifier and the
+    /// client's authentication at the stored token endpoint (SC-4.18); the token response and
+    /// launch context are read whole (SC-4.19 – SC-4.23); an `id_token` is verified with the
+    /// stored nonce (SC-4.33 – SC-4.35). The session is then stored and the configured landing
+    /// URL returned (P10).
+    ///
+    /// Only a callback that goes on to the code exchange consumes the authorization in flight.
+    /// A malformed callback, one with a wrong or missing `iss`, and an error callback leave it
+    /// in place, within its time to live, for the authorization server's own callback: the
+    /// `state` is in the authorize URL, which others may have seen (another local user, a
+    /// browser extension), and nothing authenticates such a callback, so it must not be able to
+    /// end the sign-in (an error callback is still reported as the error it is).
     pub async fn callback(&self, session_id: &str, query: &str) -> Result<Launched, LaunchError> {
         check_session_id(session_id)?;
         let session = session_tag(session_id);
@@ -88,7 +96,7 @@ impl AppLaunch {
             .ok_or_else(|| LaunchError::InvalidCallback {
                 reason: "the `state` parameter is missing".to_owned(),
             })?;
-        let pending = self.take_pending(session_id, state).await?;
+        let pending = self.find_pending(session_id, state).await?;
 
         // RFC 9207: the issuer of the response is the authorization server's; the FHIR base
         // always comes from the stored record (P2).
@@ -122,6 +130,9 @@ impl AppLaunch {
             .ok_or_else(|| LaunchError::InvalidCallback {
                 reason: "the `code` parameter is missing".to_owned(),
             })?;
+        // The one step that happens once per authorization: whoever consumes the state
+        // exchanges the code; a concurrent callback finds it gone.
+        self.consume_pending(session_id, state).await?;
 
         let base = parse_base(&pending.fhir_base, pending.insecure_loopback)?;
         let token_endpoint = parse_endpoint(&pending.token_endpoint, pending.insecure_loopback)?;
@@ -212,8 +223,9 @@ impl AppLaunch {
         })
     }
 
-    /// Finds and consumes the authorization in flight that `state` names, in this session.
-    async fn take_pending(
+    /// Finds the authorization in flight that `state` names, in this session, without
+    /// consuming it.
+    async fn find_pending(
         &self,
         session_id: &str,
         state: &str,
@@ -223,15 +235,14 @@ impl AppLaunch {
         }
         let store = &self.inner.config.store;
         let session_hash = digest(session_id);
-        let marker = marker_key(state);
         let Some(value) = store
-            .take(session_id, &pending_key(state))
+            .get(session_id, &pending_key(state))
             .await
             .map_err(LaunchError::from)?
         else {
             // Not in this session: tell a state of another session from an unknown one.
             let owner = store
-                .get(STATE_INDEX_SESSION, &marker)
+                .get(STATE_INDEX_SESSION, &marker_key(state))
                 .await
                 .map_err(LaunchError::from)?;
             let other = owner
@@ -245,8 +256,6 @@ impl AppLaunch {
                 LaunchError::UnknownState
             });
         };
-        // The marker has done its job; if it cannot be removed it expires by itself.
-        let _ = store.delete(STATE_INDEX_SESSION, &marker).await;
         let mut value = value;
         let record = PendingRecord::from_value(&value);
         scrub(&mut value);
@@ -259,5 +268,23 @@ impl AppLaunch {
             return Err(LaunchError::StateMismatch);
         }
         Ok(record)
+    }
+
+    /// Consumes the authorization in flight that `state` names (found by
+    /// [`find_pending`](Self::find_pending)): atomically, so that of two callbacks only one
+    /// goes on to the code exchange.
+    async fn consume_pending(&self, session_id: &str, state: &str) -> Result<(), LaunchError> {
+        let store = &self.inner.config.store;
+        let Some(mut value) = store
+            .take(session_id, &pending_key(state))
+            .await
+            .map_err(LaunchError::from)?
+        else {
+            return Err(LaunchError::UnknownState);
+        };
+        scrub(&mut value);
+        // The marker has done its job; if it cannot be removed it expires by itself.
+        let _ = store.delete(STATE_INDEX_SESSION, &marker_key(state)).await;
+        Ok(())
     }
 }

@@ -14,7 +14,7 @@ use crate::introspect::RevocationError;
 use crate::launch::context::LaunchContextIssue;
 
 /// Why an App Launch session cannot go on without sending the user through authorization again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RelaunchReason {
     /// No signed-in session is stored under this session id (never launched, expired, or
@@ -23,17 +23,39 @@ pub enum RelaunchReason {
     /// The access token expired and the server issued no refresh token (SC-4.28: ask for
     /// `offline_access` or `online_access` to get one).
     NoRefreshToken,
-    /// The server refused the refresh token (`invalid_grant`: expired, revoked or already used).
-    RefreshRefused,
+    /// The server refused the refresh token (`invalid_grant`: expired, revoked or already used),
+    /// with the reason it gave.
+    RefreshRefused {
+        /// The server's RFC 6749 §5.2 `error` code.
+        code: OAuthErrorCode,
+        /// The server's `error_description`: bounded, printable, and with any copy of the
+        /// refresh token that was sent replaced by `[redacted]`.
+        description: Option<String>,
+    },
+}
+
+impl RelaunchReason {
+    /// Whether the server refused the refresh token.
+    pub fn is_refresh_refused(&self) -> bool {
+        matches!(self, Self::RefreshRefused { .. })
+    }
 }
 
 impl fmt::Display for RelaunchReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::NoSession => "no signed-in session",
-            Self::NoRefreshToken => "the access token expired and there is no refresh token",
-            Self::RefreshRefused => "the server refused the refresh token",
-        })
+        match self {
+            Self::NoSession => f.write_str("no signed-in session"),
+            Self::NoRefreshToken => {
+                f.write_str("the access token expired and there is no refresh token")
+            }
+            Self::RefreshRefused { code, description } => {
+                write!(f, "the server refused the refresh token ({code}")?;
+                if let Some(description) = description {
+                    write!(f, ": {description}")?;
+                }
+                f.write_str(")")
+            }
+        }
     }
 }
 
@@ -161,7 +183,7 @@ impl LaunchError {
     /// Why a new launch is needed, if that is what this error means.
     pub fn relaunch_reason(&self) -> Option<RelaunchReason> {
         match self {
-            Self::RelaunchNeeded(reason) => Some(*reason),
+            Self::RelaunchNeeded(reason) => Some(reason.clone()),
             _ => None,
         }
     }
@@ -259,8 +281,16 @@ mod tests {
     /// P12: every caller of a shared refresh gets the same answer, a clone of its error.
     #[test]
     fn relaunch_reason_survives_a_clone() {
-        let e = LaunchError::RelaunchNeeded(RelaunchReason::RefreshRefused).clone();
-        assert_eq!(e.relaunch_reason(), Some(RelaunchReason::RefreshRefused));
+        let refused = RelaunchReason::RefreshRefused {
+            code: OAuthErrorCode::InvalidGrant,
+            description: Some("token expired".into()),
+        };
+        let e = LaunchError::RelaunchNeeded(refused.clone()).clone();
+        assert_eq!(e.relaunch_reason(), Some(refused));
+        assert_eq!(
+            e.to_string(),
+            "a new launch is needed: the server refused the refresh token (invalid_grant: token expired)"
+        );
         assert!(e.is_relaunch_needed());
         assert!(!LaunchError::UnknownState.is_relaunch_needed());
     }

@@ -37,7 +37,7 @@ mod session;
 mod shared;
 mod state;
 
-pub use app::AppLaunch;
+pub use app::{AppLaunch, LogoutOutcome};
 pub use authorize::AuthorizeRequest;
 pub use callback::Launched;
 pub use config::{

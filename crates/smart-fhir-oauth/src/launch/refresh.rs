@@ -124,7 +124,7 @@ impl LaunchCore {
         let mut token = match response {
             Ok(token) => token,
             Err(e) if e.oauth_code() == Some(&OAuthErrorCode::InvalidGrant) => {
-                return self.refused(session_id, &state, &refresh_token).await;
+                return self.refused(session_id, &state, &refresh_token, &e).await;
             }
             Err(e) => return Err(e),
         };
@@ -203,6 +203,7 @@ impl LaunchCore {
         session_id: &str,
         state: &SessionState,
         sent: &RefreshToken,
+        error: &LaunchError,
     ) -> Result<SessionState, LaunchError> {
         let cfg = &self.config;
         if let Some(current) = SessionState::load(&self.config, session_id).await? {
@@ -222,6 +223,26 @@ impl LaunchCore {
                 Duration::ZERO,
             )
             .await;
-        Err(LaunchError::RelaunchNeeded(RelaunchReason::RefreshRefused))
+        Err(LaunchError::RelaunchNeeded(refusal(error, sent)))
     }
+}
+
+/// The server's reason for refusing `sent`, for the user: its code, and its description
+/// (already bounded and printable) without any copy of the refresh token itself.
+fn refusal(error: &LaunchError, sent: &RefreshToken) -> RelaunchReason {
+    let (code, description) = match error.oauth_error() {
+        Some(OAuthError::Server {
+            code, description, ..
+        }) => (code.clone(), description.clone()),
+        _ => (OAuthErrorCode::InvalidGrant, None),
+    };
+    let secret = sent.secret();
+    let description = description.map(|d| {
+        if secret.is_empty() {
+            d
+        } else {
+            d.replace(secret, "[redacted]")
+        }
+    });
+    RelaunchReason::RefreshRefused { code, description }
 }

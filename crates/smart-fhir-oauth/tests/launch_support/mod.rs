@@ -69,6 +69,7 @@ pub struct Server {
     pub requests: Mutex<Vec<Recorded>>,
     pub total: AtomicUsize,
     pub token_requests: AtomicUsize,
+    revoke: Mutex<(u16, Value)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -118,12 +119,18 @@ impl Server {
             requests: Mutex::new(Vec::new()),
             total: AtomicUsize::new(0),
             token_requests: AtomicUsize::new(0),
+            revoke: Mutex::new((200, json!({}))),
         })
     }
 
     /// Answers token requests (numbered from 1) with `f`.
     pub fn on_token(&self, f: impl Fn(usize, &Recorded) -> (u16, Value) + Send + Sync + 'static) {
         *self.token.lock().unwrap() = Arc::new(f);
+    }
+
+    /// Answers revocation requests with `f`'s status and body.
+    pub fn on_revoke(&self, f: impl FnOnce() -> (u16, Value)) {
+        *self.revoke.lock().unwrap() = f();
     }
 
     /// Changes the discovery document.
@@ -189,7 +196,7 @@ impl HttpClient for Fake {
                 let responder = server.token.lock().unwrap().clone();
                 responder(n, &recorded)
             }
-            REVOKE_URL => (200, json!({})),
+            REVOKE_URL => server.revoke.lock().unwrap().clone(),
             OPENID_CONFIG_URL => (
                 200,
                 json!({"issuer": ISSUER, "jwks_uri": JWKS_URL,

@@ -243,6 +243,54 @@ fn garbage_and_other_versions_are_refused_with_a_clear_reason() {
     assert!(matches!(e, StoreError::Backend { .. }), "{e:?}");
 }
 
+/// Issue 11 §1 (local input without a bound): what is not a regular file where the session
+/// file is expected — a FIFO (which would block an ordinary open for ever), a device, a
+/// directory, a symlink even to a good session file — is refused at once with the path named;
+/// an oversize file is refused with the path and the limit named.
+#[cfg(unix)]
+#[tokio::test]
+async fn only_a_regular_file_of_bounded_size_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.json");
+    FileSessionStore::in_memory(metadata())
+        .save_to(&good)
+        .await
+        .unwrap();
+    assert!(FileSessionStore::open(&good).is_ok());
+
+    let fifo = dir.path().join("fifo.json");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let link = dir.path().join("link.json");
+    std::os::unix::fs::symlink(&good, &link).unwrap();
+    for path in [
+        fifo.as_path(),
+        link.as_path(),
+        Path::new("/dev/zero"),
+        dir.path(),
+    ] {
+        let e = FileSessionStore::open(path).unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.contains("not a regular file"),
+            "{}: {shown}",
+            path.display()
+        );
+        assert!(shown.contains(&path.display().to_string()), "{shown}");
+    }
+
+    let big = dir.path().join("big.json");
+    std::fs::write(&big, vec![b' '; MAX_FILE_BYTES as usize + 1]).unwrap();
+    let e = FileSessionStore::open(&big).unwrap_err();
+    let shown = e.to_string();
+    assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
+    assert!(shown.contains(&big.display().to_string()), "{shown}");
+    assert!(shown.contains(&MAX_FILE_BYTES.to_string()), "{shown}");
+}
+
 /// A file written while the metadata was named `login` still opens.
 #[test]
 fn files_of_the_earlier_field_name_open() {

@@ -128,7 +128,10 @@ fn relaunch_needed_directly_and_through_the_fhir_client_sc_4_28() {
 
     let via_fhir = no_token(
         ProviderErrorKind::RelaunchNeeded,
-        LaunchError::RelaunchNeeded(RelaunchReason::RefreshRefused),
+        LaunchError::RelaunchNeeded(RelaunchReason::RefreshRefused {
+            code: OAuthErrorCode::InvalidGrant,
+            description: None,
+        }),
     );
     assert!(via_fhir.relaunch_needed());
     assert!(via_fhir.is_auth());
