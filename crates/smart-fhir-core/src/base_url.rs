@@ -114,6 +114,28 @@ pub fn check_endpoint_url(url: &Url, what: &str, insecure: InsecureHttp) -> Resu
     Ok(())
 }
 
+/// Checks `url`, an endpoint named by a server reached at `origin` (a document it sent, a
+/// header, a link, a manifest) or configured for that server: as [`check_endpoint_url`] under
+/// `insecure`, and, whatever `insecure` says, no plain `http` when `origin` is `https`. The
+/// insecure-HTTP opt-in is for servers that are plain-HTTP themselves (local development), never
+/// a way for an `https` server to downgrade the client, which would then send its client
+/// assertion, a code or a token unencrypted (P7).
+pub fn check_endpoint_url_from(
+    url: &Url,
+    what: &str,
+    origin: &Url,
+    insecure: InsecureHttp,
+) -> Result<(), UrlError> {
+    if origin.scheme() == "https" && url.scheme() == "http" {
+        return Err(UrlError::InsecureHttp {
+            what: what.to_owned(),
+            hint: " while the server it came from uses https: a downgrade, refused even with \
+                   the insecure-HTTP opt-in",
+        });
+    }
+    check_endpoint_url(url, what, insecure)
+}
+
 /// A FHIR server's base URL, normalised (SC-1.1, SC-1.2, SC-8.1): scheme and host as the URL
 /// parser normalises them, the path kept as given but without a trailing slash, no query, no
 /// fragment, no credentials.
@@ -185,6 +207,13 @@ impl FhirBaseUrl {
     /// `[base]/metadata` (the CapabilityStatement, SC-8.20).
     pub fn metadata_url(&self) -> Url {
         self.join("metadata").unwrap_or_else(|_| self.url.clone())
+    }
+
+    /// Checks a URL this server sent (a `next` link, a Bulk status or file URL) with
+    /// [`check_endpoint_url_from`] under this base's insecure-HTTP policy: never plain `http`
+    /// when the base is `https`.
+    pub fn check_server_url(&self, url: &Url, what: &str) -> Result<(), UrlError> {
+        check_endpoint_url_from(url, what, &self.url, self.insecure)
     }
 
     /// Whether `other` has the same origin (scheme, host, port) as this base.

@@ -43,7 +43,10 @@ pub use auth::{
     AccessTokenProvider, BoxError, ProviderError, ProviderErrorKind, SharedAccessTokenProvider,
     StaticTokenProvider,
 };
-pub use base_url::{check_endpoint_url, is_loopback_host, FhirBaseUrl, InsecureHttp, UrlError};
+pub use base_url::{
+    check_endpoint_url, check_endpoint_url_from, is_loopback_host, FhirBaseUrl, InsecureHttp,
+    UrlError,
+};
 pub use cache::{CacheOutcome, Expiring, ExpiringCache, LoadTimedOut};
 pub use cause::find_cause;
 pub use clock::{Clock, FixedClock, SharedClock, SystemClock};

@@ -1,13 +1,13 @@
 //! The one check of the endpoint URLs a server's document names.
 
-use smart_fhir_core::{check_endpoint_url, InsecureHttp, UrlError};
+use smart_fhir_core::{check_endpoint_url_from, InsecureHttp, UrlError};
 use url::Url;
 
 /// Checks `url`, an endpoint named by a document fetched from `origin` (a FHIR base's SMART
 /// configuration or CapabilityStatement, an issuer's OpenID configuration), or configured for a
 /// server reached at `origin`.
 ///
-/// As [`check_endpoint_url`] under `insecure`, and, whatever `insecure` says, no plain `http`
+/// As [`smart_fhir_core::check_endpoint_url`] under `insecure`, and, whatever `insecure` says, no plain `http`
 /// when `origin` is `https`: the insecure-HTTP opt-in is for servers that are plain-HTTP
 /// themselves (local development), never a way for an `https` server's document to downgrade
 /// the client, which would then send its client assertion, a code or a token unencrypted.
@@ -31,14 +31,7 @@ pub fn check_document_endpoint(
     origin: &Url,
     insecure: InsecureHttp,
 ) -> Result<(), UrlError> {
-    if origin.scheme() == "https" && url.scheme() == "http" {
-        return Err(UrlError::InsecureHttp {
-            what: what.to_owned(),
-            hint: " while the server it came from uses https: a downgrade, refused even with \
-                   the insecure-HTTP opt-in",
-        });
-    }
-    check_endpoint_url(url, what, insecure)
+    check_endpoint_url_from(url, what, origin, insecure)
 }
 
 #[cfg(test)]

@@ -204,6 +204,40 @@ async fn p7_plain_http_next_link_is_refused() {
     assert_eq!(http.seen().len(), 1);
 }
 
+/// P7 (issue 11 §1, a downgrade): an `https` server's `next` link to plain-http loopback is
+/// refused even when the base carries the insecure-HTTP opt-in; nothing is sent there.
+#[tokio::test]
+async fn p7_https_base_never_follows_a_plain_http_next_link() {
+    let http = FakeHttp::new([
+        Reply::json(
+            200,
+            bundle(
+                vec![patient("1")],
+                Some("http://127.0.0.1:9/fhir/Patient?page=2"),
+            ),
+        ),
+        Reply::json(200, bundle(vec![patient("2")], None)),
+    ]);
+    let base = smart_fhir_core::FhirBaseUrl::parse_with(
+        BASE,
+        smart_fhir_core::InsecureHttp::AllowLoopback,
+    )
+    .unwrap();
+    let c = smart_fhir_http::FhirClient::builder(base)
+        .http_client(http.clone())
+        .build()
+        .unwrap();
+    let results: Vec<_> = c.search_pages("Patient", &[]).unwrap().collect().await;
+    assert_eq!(results.len(), 2);
+    match &results[1] {
+        Err(FhirError::Url(e)) => assert!(e.to_string().contains("downgrade"), "{e}"),
+        other => panic!("expected a refused next link, got {other:?}"),
+    }
+    assert_eq!(http.seen().len(), 1);
+    let resume = url::Url::parse("http://127.0.0.1:9/fhir/Patient?page=2").unwrap();
+    assert!(c.pages_from(resume).is_err());
+}
+
 /// SC-8.18: a relative `next` link (sent by some servers) resolves against the page's URL.
 #[tokio::test]
 async fn sc_8_18_relative_next_link_resolves_against_the_page() {

@@ -662,7 +662,7 @@ impl BulkJob {
     pub async fn open_lines(&self, file: &ManifestFile) -> Result<NdjsonLines, FhirError> {
         let requires_access_token = self.completed()?.requires_access_token;
         let options = &self.download;
-        let url = file.checked_url(self.client.base().insecure_http())?;
+        let url = file.checked_url(self.client.base())?;
         let mut request = self.client.request(Method::GET, &url, None)?;
         let headers = request.headers_mut();
         headers.insert(ACCEPT, HeaderValue::from_static("application/fhir+ndjson"));
@@ -824,7 +824,7 @@ impl BulkJob {
         if options.include_deleted {
             lists.push((FileKind::Deleted, "deleted", &manifest.deleted));
         }
-        let insecure = self.client.base().insecure_http();
+        let base = self.client.base();
         let mut counters: std::collections::HashMap<(FileKind, &str), u32> =
             std::collections::HashMap::new();
         let mut plan = Vec::new();
@@ -837,8 +837,7 @@ impl BulkJob {
                 if !file.has_valid_type() {
                     return Err(invalid("the type is not a resource type name".to_owned()));
                 }
-                file.checked_url(insecure)
-                    .map_err(|e| invalid(e.to_string()))?;
+                file.checked_url(base).map_err(|e| invalid(e.to_string()))?;
                 let n = counters
                     .entry((kind, file.resource_type.as_str()))
                     .or_insert(0);

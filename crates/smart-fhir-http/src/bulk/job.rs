@@ -453,11 +453,7 @@ impl BulkJob {
         let Some(link) = manifest.next_link() else {
             return Ok(None);
         };
-        let url = check_url(
-            link,
-            "Bulk Data manifest link",
-            self.client.base().insecure_http(),
-        )?;
+        let url = check_url(link, "Bulk Data manifest link", self.client.base())?;
         let next = BulkJob::new(self.client.clone(), url)
             .with_poll_options(self.poll.clone())
             .with_download_options(self.download.clone());

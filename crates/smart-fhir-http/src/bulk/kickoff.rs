@@ -581,11 +581,7 @@ impl FhirClient {
     /// A job for an export kicked off earlier, from its status URL (e.g. saved across a
     /// restart). The URL is checked like any endpoint (P15).
     pub fn bulk_job(&self, status_url: &str) -> Result<BulkJob, FhirError> {
-        let url = check_url(
-            status_url,
-            "Bulk Data status URL",
-            self.base().insecure_http(),
-        )?;
+        let url = check_url(status_url, "Bulk Data status URL", self.base())?;
         Ok(BulkJob::new(self.clone(), url))
     }
 
@@ -615,7 +611,7 @@ impl FhirClient {
         let url = check_url(
             resolved.as_str(),
             "Bulk Data status URL (Content-Location)",
-            self.base().insecure_http(),
+            self.base(),
         )?;
         Ok(BulkJob::new(self.clone(), url))
     }

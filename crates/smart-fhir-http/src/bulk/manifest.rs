@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use smart_fhir_core::{check_endpoint_url, InsecureHttp};
+use smart_fhir_core::FhirBaseUrl;
 use url::Url;
 
 /// The manifest a Bulk Data status request returns with `200` when the export is complete
@@ -104,10 +104,11 @@ impl Manifest {
 }
 
 impl ManifestFile {
-    /// The URL, parsed and checked: absolute, `https` (or loopback `http` with the opt-in),
-    /// with a host, without credentials or fragment (P15).
-    pub fn checked_url(&self, insecure: InsecureHttp) -> Result<Url, smart_fhir_core::UrlError> {
-        check_url(&self.url, "Bulk Data file URL", insecure)
+    /// The URL, parsed and checked against `base`, the server whose manifest named it:
+    /// absolute, `https` (or loopback `http` with the base's opt-in, and never when the base is
+    /// `https`), with a host, without credentials or fragment (P7, P15).
+    pub fn checked_url(&self, base: &FhirBaseUrl) -> Result<Url, smart_fhir_core::UrlError> {
+        check_url(&self.url, "Bulk Data file URL", base)
     }
 
     /// Whether `resource_type` is a plausible FHIR type name (letters and digits, starting
@@ -121,13 +122,13 @@ impl ManifestFile {
 pub(crate) fn check_url(
     text: &str,
     what: &str,
-    insecure: InsecureHttp,
+    base: &FhirBaseUrl,
 ) -> Result<Url, smart_fhir_core::UrlError> {
     let url = Url::parse(text.trim()).map_err(|e| smart_fhir_core::UrlError::Invalid {
         what: what.to_owned(),
         reason: e.to_string(),
     })?;
-    check_endpoint_url(&url, what, insecure)?;
+    base.check_server_url(&url, what)?;
     Ok(url)
 }
 
@@ -142,6 +143,7 @@ pub(crate) fn is_type_name(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smart_fhir_core::InsecureHttp;
 
     #[test]
     fn type_names() {
@@ -154,7 +156,9 @@ mod tests {
         assert!(!is_type_name(&"A".repeat(65)));
     }
 
-    /// P15: file URLs are checked before use.
+    /// P15, P7: file URLs are checked before use, against the server whose manifest named them:
+    /// plain `http` only on loopback with the base's opt-in, and never for an `https` base
+    /// (a downgrade), whatever the opt-in says.
     #[test]
     fn p15_file_urls_are_checked() {
         let f = |url: &str| ManifestFile {
@@ -164,24 +168,29 @@ mod tests {
             continues_in_file: None,
             extension: None,
         };
+        let https = FhirBaseUrl::parse("https://ehr.example/fhir").unwrap();
+        let https_opt_in =
+            FhirBaseUrl::parse_with("https://ehr.example/fhir", InsecureHttp::AllowLoopback)
+                .unwrap();
+        let local =
+            FhirBaseUrl::parse_with("http://127.0.0.1:8080/fhir", InsecureHttp::AllowLoopback)
+                .unwrap();
         assert!(f("https://files.example/a.ndjson")
-            .checked_url(InsecureHttp::Deny)
+            .checked_url(&https)
             .is_ok());
         assert!(f("http://files.example/a.ndjson")
-            .checked_url(InsecureHttp::AllowLoopback)
+            .checked_url(&local)
             .is_err());
-        assert!(f("http://127.0.0.1:9/a")
-            .checked_url(InsecureHttp::Deny)
-            .is_err());
-        assert!(f("http://127.0.0.1:9/a")
-            .checked_url(InsecureHttp::AllowLoopback)
-            .is_ok());
-        assert!(f("file:///etc/passwd")
-            .checked_url(InsecureHttp::Deny)
-            .is_err());
-        assert!(f("/relative").checked_url(InsecureHttp::Deny).is_err());
+        assert!(f("http://127.0.0.1:9/a").checked_url(&https).is_err());
+        assert!(f("http://127.0.0.1:9/a").checked_url(&local).is_ok());
+        let downgrade = f("http://127.0.0.1:9/a")
+            .checked_url(&https_opt_in)
+            .unwrap_err();
+        assert!(downgrade.to_string().contains("downgrade"), "{downgrade}");
+        assert!(f("file:///etc/passwd").checked_url(&https).is_err());
+        assert!(f("/relative").checked_url(&https).is_err());
         assert!(f("https://u:p@files.example/a")
-            .checked_url(InsecureHttp::Deny)
+            .checked_url(&https)
             .is_err());
     }
 }

@@ -33,7 +33,6 @@ use http::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use smart_fhir_core::check_endpoint_url;
 use url::Url;
 
 use super::ops::{check_type, Level, QueryParams, SearchMethod};
@@ -247,11 +246,7 @@ impl Cursor {
                     ))
                 }
                 Ok(next) => {
-                    if let Err(e) = check_endpoint_url(
-                        &next,
-                        "the next link",
-                        self.client.base().insecure_http(),
-                    ) {
+                    if let Err(e) = self.client.base().check_server_url(&next, "the next link") {
                         self.shared.set_next(None);
                         Step::Fail(FhirError::Url(e))
                     } else if self.seen.contains(&next) {
@@ -680,7 +675,7 @@ impl FhirClient {
     /// [`Pages::next_url`]. The URL is checked as any `next` link is (https, or loopback http
     /// when the base allows it).
     pub fn pages_from(&self, url: Url) -> Result<Pages, FhirError> {
-        check_endpoint_url(&url, "the paging URL", self.base().insecure_http())?;
+        self.base().check_server_url(&url, "the paging URL")?;
         Ok(Pages::start(self, Step::Follow(url)))
     }
 
