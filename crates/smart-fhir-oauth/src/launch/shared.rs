@@ -64,8 +64,18 @@ impl LaunchCore {
         let signer = credential
             .signer(alg, cfg.insecure)
             .map_err(LaunchError::Assertion)?;
+        // The token endpoint's time (its `Date` headers; `ServerClocks`), when correction is on.
+        let offset = match (&cfg.server_clocks, url::Url::parse(token_endpoint)) {
+            (Some(clocks), Ok(url)) => clocks.offset(&url),
+            _ => smart_fhir_core::ClockOffset::ZERO,
+        };
         credential
-            .sign(&signer, &cfg.client_id, token_endpoint, cfg.clock.now())
+            .sign(
+                &signer,
+                &cfg.client_id,
+                token_endpoint,
+                offset.apply(cfg.clock.now()),
+            )
             .map(Some)
             .map_err(LaunchError::Assertion)
     }
@@ -131,15 +141,18 @@ impl LaunchCore {
         requested_scope: &str,
         grant: &'static str,
     ) -> Result<StoredToken, LaunchError> {
-        crate::token::exchange(
-            &self.config.http,
-            &self.config.clock,
-            request,
-            requested_scope,
-            grant,
-        )
-        .await
-        .map_err(LaunchError::Token)
+        // The response's `Date` (success or error) feeds the server's clock offset.
+        let observed;
+        let http: &dyn smart_fhir_core::HttpClient = match &self.config.server_clocks {
+            Some(clocks) => {
+                observed = clocks.observing(&self.config.http);
+                &observed
+            }
+            None => &self.config.http,
+        };
+        crate::token::exchange(http, &self.config.clock, request, requested_scope, grant)
+            .await
+            .map_err(LaunchError::Token)
     }
 }
 
