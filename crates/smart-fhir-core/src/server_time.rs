@@ -135,11 +135,18 @@ pub fn response_date(headers: &http::HeaderMap) -> Option<SystemTime> {
     date.checked_add(Duration::from_secs(age))
 }
 
-/// The signed difference `server - local` in whole seconds (rounded toward zero).
+/// The signed difference `server - local` in whole seconds, rounded down: `Date` is the
+/// server's time truncated to the second and sent before the local clock was read, so the
+/// server's time is at least this; rounding down keeps a corrected `iat` from running ahead of
+/// the server's clock.
 fn difference(server: SystemTime, local: SystemTime) -> i64 {
     match server.duration_since(local) {
         Ok(ahead) => i64::try_from(ahead.as_secs()).unwrap_or(i64::MAX),
-        Err(behind) => i64::try_from(behind.duration().as_secs()).map_or(i64::MIN, |s| -s),
+        Err(behind) => {
+            let behind = behind.duration();
+            let secs = behind.as_secs() + u64::from(behind.subsec_nanos() > 0);
+            i64::try_from(secs).map_or(i64::MIN, |s| -s)
+        }
     }
 }
 

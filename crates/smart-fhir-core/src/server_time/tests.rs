@@ -272,6 +272,10 @@ fn applying_saturates() {
     let _ = ClockOffset::from_seconds(i64::MAX).apply(far);
     assert_eq!(difference(at(0), at(10)), -10);
     assert_eq!(difference(at(10), at(0)), 10);
+    // Rounded down, so that the corrected time never runs ahead of the server's.
+    let half = Duration::from_millis(500);
+    assert_eq!(difference(at(10), at(0) + half), 9);
+    assert_eq!(difference(at(0), at(10) + half), -11);
 }
 
 /// One transport and one clock share one instance; another clock or transport gets another.
