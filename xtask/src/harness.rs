@@ -289,6 +289,9 @@ pub fn prepare() -> Result<Fixture> {
         "it-redis-takeover",
         "it-redis-restart",
         "it-redis-cluster-restart",
+        "it-skew-fast",
+        "it-skew-slow",
+        "it-skew-retry",
     ] {
         clients.push(json!({"client_id": id, "jwks": rs}));
     }

@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// A source of wall-clock time. Injected everywhere time matters, so tests never sleep.
@@ -60,10 +60,28 @@ impl SharedClock {
     /// Wraps a clock.
     pub fn new(clock: impl Clock + 'static) -> Self {
         // One setter takes a value or an already shared one: the latter is not wrapped again.
-        if let Some(shared) = (&clock as &dyn std::any::Any).downcast_ref::<Self>() {
+        let any = &clock as &dyn std::any::Any;
+        if let Some(shared) = any.downcast_ref::<Self>() {
             return shared.clone();
         }
+        // Every system clock is the same clock: one shared instance, so that what is kept per
+        // clock (server clock offsets) is shared by every component on the system clock.
+        if any.is::<SystemClock>() {
+            return Self::system();
+        }
         Self(Arc::new(clock))
+    }
+
+    /// The system clock, one instance shared by the process.
+    fn system() -> Self {
+        static SYSTEM: OnceLock<SharedClock> = OnceLock::new();
+        SYSTEM.get_or_init(|| Self(Arc::new(SystemClock))).clone()
+    }
+
+    /// Whether `self` and `other` are the same clock (clones of one shared clock; every
+    /// system clock is one), for state kept per clock.
+    pub fn same_clock(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// Seconds since the Unix epoch (0 for a clock set before 1970).
@@ -77,7 +95,7 @@ impl SharedClock {
 
 impl Default for SharedClock {
     fn default() -> Self {
-        Self::new(SystemClock)
+        Self::system()
     }
 }
 
@@ -100,6 +118,16 @@ mod tests {
         assert_eq!(shared.unix_seconds(), 1_005);
         c.set(SystemTime::UNIX_EPOCH);
         assert_eq!(shared.unix_seconds(), 0);
+    }
+
+    #[test]
+    fn every_system_clock_is_one_shared_clock_and_others_are_told_apart() {
+        assert!(SharedClock::default().same_clock(&SharedClock::new(SystemClock)));
+        let fixed = SharedClock::new(FixedClock::at_unix(1));
+        assert!(fixed.same_clock(&fixed.clone()));
+        assert!(fixed.same_clock(&SharedClock::new(fixed.clone())));
+        assert!(!fixed.same_clock(&SharedClock::new(FixedClock::at_unix(1))));
+        assert!(!fixed.same_clock(&SharedClock::default()));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! * [`AccessTokenProvider`]: what the FHIR client asks for a token before each request; every
 //!   token source (Backend Services, an App Launch session, [`StaticTokenProvider`]) implements it
 //!   and names the server its tokens are for.
-//! * [`Clock`]: injected time, with [`SystemClock`] and [`FixedClock`].
+//! * [`Clock`]: injected time, with [`SystemClock`] and [`FixedClock`]; [`ServerClocks`]: each
+//!   server's clock offset, estimated from its `Date` header, for times sent to it.
 //! * [`FhirBaseUrl`]: a normalised FHIR base URL (SC-1.1, SC-1.2, SC-8.1) that refuses plain
 //!   `http://` unless the host is loopback and the caller opted in with [`InsecureHttp::AllowLoopback`].
 //!
@@ -37,6 +38,7 @@ mod cause;
 mod clock;
 mod http_client;
 pub mod secret;
+pub mod server_time;
 pub mod text;
 
 pub use auth::{
@@ -56,6 +58,10 @@ pub use http_client::{
 };
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, IdToken, PkceCodeVerifier, RefreshToken,
+};
+pub use server_time::{
+    response_date, server_origin, ClockOffset, Observation, ObservingHttpClient, ServerClocks,
+    ServerUrl, MAX_CLOCK_OFFSET, MIN_CLOCK_OFFSET, WARN_CLOCK_OFFSET,
 };
 
 /// Re-exported so that implementers of [`HttpClient`] and callers use the same versions.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use smart_fhir_core::{
     Clock, Expiring, ExpiringCache, FhirBaseUrl, HttpError, HttpErrorKind, LoadTimedOut,
-    SharedClock, SharedHttpClient,
+    ServerClocks, SharedClock, SharedHttpClient,
 };
 
 use crate::cache_control::TtlPolicy;
@@ -50,6 +50,9 @@ impl From<LoadTimedOut> for Failure {
 /// * Errors are not cached: the next call after a failure discovers again.
 /// * At most [`max_entries`](DiscoveryCacheBuilder::max_entries) bases are kept; expired
 ///   entries go first, then the one closest to expiry.
+/// * The `Date` of every response is fed to the [`ServerClocks`] of the transport and clock
+///   ([`ServerClocks::for_transport`]), so that a server's clock offset is known before the
+///   first assertion is signed for it.
 ///
 /// ```no_run
 /// # async fn run(client: smart_fhir_core::SharedHttpClient) -> Result<(), Box<dyn std::error::Error>> {
@@ -70,6 +73,7 @@ pub struct DiscoveryCache {
     options: DiscoveryOptions,
     ttl: TtlPolicy,
     entries: ExpiringCache<FhirBaseUrl, Arc<SmartConfiguration>, Failure>,
+    server_clocks: Arc<ServerClocks>,
 }
 
 /// Builds a [`DiscoveryCache`].
@@ -122,6 +126,7 @@ impl DiscoveryCacheBuilder {
             .timeout_value()
             .map_or(DEFAULT_DISCOVERY_TIMEOUT, |t| t.saturating_mul(2));
         DiscoveryCache {
+            server_clocks: ServerClocks::for_transport(&self.client, &self.clock),
             entries: ExpiringCache::new(
                 self.clock.clone(),
                 Duration::ZERO,
@@ -164,12 +169,14 @@ impl DiscoveryCache {
         let clock = self.clock.clone();
         let ttl = self.ttl;
         let owned = base.clone();
+        let server_clocks = Arc::clone(&self.server_clocks);
         let (result, outcome) = self
             .entries
             .get_or_load_traced(base, move || async move {
-                let (config, directive) = fetch(&client, &owned, &options)
-                    .await
-                    .map_err(|e| Failure::Failed(Arc::new(e)))?;
+                let (config, directive) =
+                    fetch(&server_clocks.observing(&client), &owned, &options)
+                        .await
+                        .map_err(|e| Failure::Failed(Arc::new(e)))?;
                 // A lifetime of zero (`no-store`) or past the end of time: for this call only.
                 let now = clock.now();
                 let expires_at = now.checked_add(ttl.ttl(directive)).unwrap_or(now);
@@ -225,6 +232,12 @@ impl DiscoveryCache {
         let cache = Arc::new(Self::builder(client.clone()).clock(clock.clone()).build());
         caches.push(Arc::downgrade(&cache));
         cache
+    }
+
+    /// The clock offsets of the servers this cache fetches from, fed by every discovery
+    /// response's `Date`.
+    pub fn server_clocks(&self) -> &Arc<ServerClocks> {
+        &self.server_clocks
     }
 
     /// Forgets `base` (for instance after a token endpoint answered that the configuration

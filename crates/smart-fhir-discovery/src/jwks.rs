@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use smart_fhir_core::{
     CacheOutcome, Clock, Expiring, ExpiringCache, HttpClient, HttpError, HttpErrorKind,
-    InsecureHttp, LoadTimedOut, SharedClock, SharedHttpClient,
+    InsecureHttp, LoadTimedOut, ServerClocks, SharedClock, SharedHttpClient,
 };
 use smart_fhir_jwt::{Jwks, MAX_JWKS_BYTES};
 use url::Url;
@@ -121,7 +121,8 @@ impl From<KeyDiscoveryError> for Failure {
 /// JWKS and kept per issuer (SC-4.34).
 ///
 /// * Each URL is checked against the issuer's insecure-HTTP policy; bodies are bounded;
-///   redirects are not followed.
+///   redirects are not followed. Every response's `Date` feeds the
+///   [`server_clocks`](Self::server_clocks) of the transport and clock.
 /// * Keys are kept for the JWKS response's `max-age` (default [`DEFAULT_JWKS_TTL`]), never
 ///   less than [`MIN_JWKS_TTL`] nor more than [`MAX_JWKS_TTL`], by the injected clock. When
 ///   they expire, the configuration and the JWKS are fetched again.
@@ -139,6 +140,7 @@ pub struct JwksCache {
     refetch_interval: Duration,
     keys: ExpiringCache<SlotKey, Arc<Jwks>, Failure>,
     issuers: Arc<Mutex<HashMap<SlotKey, IssuerState>>>,
+    server_clocks: Arc<ServerClocks>,
 }
 
 impl fmt::Debug for JwksCache {
@@ -155,6 +157,7 @@ impl JwksCache {
     /// A cache that fetches through `http` and reads time from `clock`.
     pub fn new(http: SharedHttpClient, clock: SharedClock) -> Self {
         Self {
+            server_clocks: ServerClocks::for_transport(&http, &clock),
             keys: ExpiringCache::new(
                 clock.clone(),
                 Duration::ZERO,
@@ -294,12 +297,12 @@ impl JwksCache {
                 let jwks_uri = match known {
                     Some(uri) => uri,
                     None => {
-                        fetch_openid_configuration(&this.http, &issuer)
+                        fetch_openid_configuration(&this.observed(), &issuer)
                             .await?
                             .jwks_uri
                     }
                 };
-                let (jwks, headers) = fetch_jwks_with_headers(&this.http, &jwks_uri).await?;
+                let (jwks, headers) = fetch_jwks_with_headers(&this.observed(), &jwks_uri).await?;
                 this.remember_uri(key, jwks_uri);
                 // Past the end of time the keys are used for this call only.
                 let now = this.clock.now();
@@ -307,6 +310,17 @@ impl JwksCache {
                 Ok(Expiring::new(Arc::new(jwks), expires_at))
             })
         }
+    }
+
+    /// The transport, feeding every response's `Date` to [`Self::server_clocks`].
+    fn observed(&self) -> smart_fhir_core::ObservingHttpClient<'_> {
+        self.server_clocks.observing(&self.http)
+    }
+
+    /// The clock offsets of the servers keys are fetched from (the [`ServerClocks`] of the
+    /// transport and clock), fed by the `Date` of the OpenID configuration and JWKS responses.
+    pub fn server_clocks(&self) -> &Arc<ServerClocks> {
+        &self.server_clocks
     }
 
     fn remember_uri(&self, key: SlotKey, uri: Url) {

@@ -75,6 +75,8 @@ struct Provider {
     jwks: Mutex<Value>,
     jwks_status: Mutex<u16>,
     cache_control: Mutex<Option<String>>,
+    /// The `Date` header of every answer, if any.
+    date: Mutex<Option<String>>,
     config_requests: AtomicUsize,
     jwks_requests: AtomicUsize,
     other_requests: AtomicUsize,
@@ -94,6 +96,7 @@ impl Provider {
             jwks: Mutex::new(jwks_of(keys)),
             jwks_status: Mutex::new(200),
             cache_control: Mutex::new(None),
+            date: Mutex::new(None),
             config_requests: AtomicUsize::new(0),
             jwks_requests: AtomicUsize::new(0),
             other_requests: AtomicUsize::new(0),
@@ -132,6 +135,9 @@ impl HttpClient for Fake {
         let p = &self.0;
         let uri = req.uri().to_string();
         let mut builder = http::Response::builder();
+        if let Some(date) = p.date.lock().unwrap().as_deref() {
+            builder = builder.header("Date", date);
+        }
         let (status, body) = if uri == p.config_url {
             p.config_requests.fetch_add(1, Ordering::SeqCst);
             p.config.lock().unwrap().clone().unwrap_or_else(|| {
@@ -792,4 +798,42 @@ fn p5_debug_output() {
     let shown = format!("{:?} {:?}", s.verifier, s.expected());
     assert!(!shown.contains(NONCE), "{shown}");
     assert!(shown.contains("IdTokenVerifier") && shown.contains(CLIENT));
+}
+
+/// Clock skew, SC-4.33: with the local clock five minutes fast or slow, a good `id_token` is
+/// accepted once the issuer's offset is known (from the `Date` of its OpenID configuration and
+/// JWKS responses), and one that really is expired is still refused. Without correction the
+/// same good token is refused (and, with the clock slow, an expired one would pass).
+#[tokio::test]
+async fn skew_id_token_times_follow_the_issuers_clock() {
+    // The issuer's true time is NOW: Sun, 15 Jun 2025 15:06:40 GMT.
+    for local_error in [300i64, -300] {
+        let local = NOW.checked_add_signed(local_error).unwrap();
+        let good = with(json!({"iat": NOW - 5, "exp": NOW + 60}));
+        let expired = with(json!({"iat": NOW - 600, "exp": NOW - 120}));
+        for correction in [true, false] {
+            let s = setup(&[rsa1()]);
+            *s.provider.date.lock().unwrap() = Some("Sun, 15 Jun 2025 15:06:40 GMT".to_owned());
+            s.clock
+                .set(std::time::UNIX_EPOCH + Duration::from_secs(local));
+            let verifier = s.verifier.clone().clock_skew_correction(correction);
+            let expected = s.expected();
+            let result = verifier.verify(&sign(rsa1(), &good), &expected).await;
+            assert_eq!(
+                result.is_ok(),
+                correction,
+                "{local_error} {correction}: {result:?}"
+            );
+            if correction {
+                let e = verifier
+                    .verify(&sign(rsa1(), &expired), &expected)
+                    .await
+                    .expect_err("really expired");
+                assert!(
+                    matches!(e, IdTokenError::Expired { .. }),
+                    "{local_error}: {e:?}"
+                );
+            }
+        }
+    }
 }

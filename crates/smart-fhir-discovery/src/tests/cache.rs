@@ -232,3 +232,29 @@ async fn one_cache_per_transport() {
     let other = DiscoveryCache::for_transport(&SharedHttpClient::from_arc(other), &clock);
     assert!(!Arc::ptr_eq(&first, &other));
 }
+
+/// Clock skew: the `Date` of a discovery response feeds the server's clock offset (the
+/// transport's and clock's `ServerClocks`), for that origin only; a cache hit sends nothing.
+#[tokio::test]
+async fn discovery_responses_feed_the_servers_clock_offset() {
+    // The server's clock is four minutes behind the local one (1_750_000_000 - 240).
+    let server = Arc::new(FakeServer::new().on(
+        &well_known(SANDBOX_BASE),
+        answer_with(
+            200,
+            &[("Date", "Sun, 15 Jun 2025 15:02:40 GMT")],
+            SANDBOX_WELL_KNOWN,
+        ),
+    ));
+    let clock = FixedClock::at_unix(1_750_000_000);
+    let cache = cache_with(&server, &clock);
+    let b = base(SANDBOX_BASE);
+    cache.get(&b).await.unwrap();
+    let clocks = cache.server_clocks();
+    assert_eq!(
+        clocks.offset(b.url()),
+        smart_fhir_core::ClockOffset::from_seconds(-240)
+    );
+    let other = url::Url::parse("https://auth.example/token").unwrap();
+    assert_eq!(clocks.offset(&other), smart_fhir_core::ClockOffset::ZERO);
+}

@@ -257,3 +257,36 @@ async fn sc_4_34_issuers_are_cached_apart() {
         "{shown}"
     );
 }
+
+/// Clock skew: the `Date` of the OpenID configuration and JWKS responses feeds the issuer's
+/// clock offset (the transport's and clock's `ServerClocks`), and nothing of another origin.
+#[tokio::test]
+async fn openid_and_jwks_responses_feed_the_issuers_clock_offset() {
+    // The issuer's clock is five minutes ahead of the local one.
+    let date = "Sun, 15 Jun 2025 15:11:40 GMT"; // NOW + 300
+    let s = Setup::new(
+        FakeServer::new()
+            .on(
+                CONFIG,
+                answer_with(
+                    200,
+                    &[("Date", date)],
+                    &json!({"issuer": ISS, "jwks_uri": JWKS}).to_string(),
+                ),
+            )
+            .on(JWKS, answer_with(200, &[("Date", date)], &jwks_body(&[0]))),
+    );
+    let clocks = s.cache.server_clocks();
+    let issuer_url = issuer().url().clone();
+    assert_eq!(
+        clocks.offset(&issuer_url),
+        smart_fhir_core::ClockOffset::ZERO
+    );
+    s.cache.keys(&issuer()).await.unwrap();
+    assert_eq!(
+        clocks.offset(&issuer_url),
+        smart_fhir_core::ClockOffset::from_seconds(300)
+    );
+    let other = url::Url::parse("https://ehr.example/fhir").unwrap();
+    assert_eq!(clocks.offset(&other), smart_fhir_core::ClockOffset::ZERO);
+}

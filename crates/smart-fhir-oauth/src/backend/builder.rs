@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use smart_fhir_core::{
-    Clock, ExpiringCache, FhirBaseUrl, HttpClient, SharedClock, SharedHttpClient,
+    Clock, ExpiringCache, FhirBaseUrl, HttpClient, ServerClocks, SharedClock, SharedHttpClient,
 };
 use smart_fhir_discovery::DiscoveryCache;
 use smart_fhir_scopes::ScopeSet;
@@ -33,6 +33,7 @@ impl BackendServices {
             renewal_buffer: DEFAULT_RENEWAL_BUFFER,
             load_timeout: DEFAULT_LOAD_TIMEOUT,
             skip_fit_check: false,
+            clock_skew_correction: true,
         }
     }
 }
@@ -53,6 +54,7 @@ pub struct BackendServicesBuilder {
     renewal_buffer: Duration,
     load_timeout: Duration,
     skip_fit_check: bool,
+    clock_skew_correction: bool,
 }
 
 impl fmt::Debug for BackendServicesBuilder {
@@ -148,6 +150,14 @@ impl BackendServicesBuilder {
         self
     }
 
+    /// Whether the client assertion's `iat` and `exp` follow the token endpoint's clock as its
+    /// `Date` headers show it (default on; see [`ServerClocks`]). Off: the local clock alone,
+    /// and no retry after a refusal.
+    pub fn clock_skew_correction(mut self, on: bool) -> Self {
+        self.clock_skew_correction = on;
+        self
+    }
+
     /// Checks the configuration and builds the token source.
     pub fn build(self) -> Result<BackendServices, OAuthError> {
         let missing = |field: &'static str| OAuthError::Config {
@@ -205,6 +215,9 @@ impl BackendServicesBuilder {
         let discovery = self
             .discovery
             .unwrap_or_else(|| DiscoveryCache::for_transport(&http, &clock));
+        let server_clocks = self
+            .clock_skew_correction
+            .then(|| ServerClocks::for_transport(&http, &clock));
         let lease = TokenStoreLease::new(store.clone(), store_key.clone());
         // One key (this client's token); the load timeout bounds one acquisition in all.
         let cache = ExpiringCache::new(clock.clone(), self.renewal_buffer, self.load_timeout, 1);
@@ -224,6 +237,7 @@ impl BackendServicesBuilder {
                 store_key,
                 lease,
                 clock,
+                server_clocks,
                 renewal_buffer: self.renewal_buffer,
                 load_timeout: self.load_timeout,
                 endpoint: OnceCell::new(),

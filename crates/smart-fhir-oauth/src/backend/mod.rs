@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use smart_fhir_core::{AccessToken, Clock, FhirBaseUrl, SharedClock, SharedHttpClient};
+use smart_fhir_core::{
+    AccessToken, Clock, ClockOffset, FhirBaseUrl, HttpClient, ServerClocks, SharedClock,
+    SharedHttpClient,
+};
 use smart_fhir_core::{AccessTokenProvider, ProviderError, ProviderErrorKind};
 use smart_fhir_core::{CacheOutcome, Expiring, ExpiringCache};
 use smart_fhir_discovery::{ClientProfile, DiscoveryCache, SmartConfiguration};
@@ -20,10 +23,12 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use crate::credential::{chosen_algorithm, PrivateKeyJwt};
-use crate::error::OAuthError;
+use crate::error::{OAuthError, OAuthErrorCode};
 use crate::token::{client_credentials_request, exchange};
 
 mod builder;
+#[cfg(test)]
+mod tests;
 
 pub use builder::BackendServicesBuilder;
 
@@ -40,6 +45,12 @@ pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 ///   or its error (single flight).
 /// * Each token request signs a fresh assertion (SC-2.11); no refresh token is relied on (SC-3.6).
 /// * A token reported as rejected is dropped, so the next caller renews it.
+/// * Clock skew: the assertion's `iat` and `exp` are the token endpoint's time, the local clock
+///   corrected by the offset the server's `Date` headers show (discovery and token responses;
+///   see [`ServerClocks`]). When the server refuses an assertion (`invalid_client` or
+///   `invalid_grant`) and its response shows an offset the assertion did not carry, the request
+///   is made once more with the corrected time. Turned off with
+///   [`BackendServicesBuilder::clock_skew_correction`].
 ///
 /// Cheap to clone; clones share the cache.
 #[derive(Clone)]
@@ -65,6 +76,8 @@ struct Inner {
     store_key: String,
     lease: TokenStoreLease,
     clock: SharedClock,
+    /// The token endpoint's clock offset, when correction is on.
+    server_clocks: Option<Arc<ServerClocks>>,
     renewal_buffer: Duration,
     load_timeout: Duration,
     /// The endpoint and signer, prepared once (the first token request).
@@ -249,31 +262,78 @@ impl Inner {
         Ok(stored.filter(|t| self.usable(t)))
     }
 
-    /// One token request with a freshly signed assertion (SC-2.11, SC-3.2).
+    /// One token request with a freshly signed assertion (SC-2.11, SC-3.2), and at most one
+    /// more when the server refused the assertion and its `Date` showed a clock offset the
+    /// assertion did not carry.
     async fn fetch(&self) -> Result<StoredToken, OAuthError> {
         let endpoint = self
             .endpoint
             .get_or_try_init(|| self.resolve_endpoint())
             .await?;
-        let assertion = self
-            .credential
-            .sign(
-                &endpoint.signer,
-                &self.client_id,
-                &endpoint.audience,
-                self.clock.now(),
+        let (result, applied) = self.request_token(endpoint).await;
+        let Err(error) = result else {
+            return result;
+        };
+        let Some(clocks) = &self.server_clocks else {
+            return Err(error);
+        };
+        let now_known = clocks.offset(&endpoint.url);
+        if !refused_assertion(&error) || now_known == applied {
+            return Err(error);
+        }
+        tracing::info!(
+            origin = %endpoint.url.origin().ascii_serialization(),
+            offset_seconds = now_known.seconds(),
+            "the token endpoint refused the client assertion and its clock is off; retrying once with its time"
+        );
+        // Once: the second answer is final, whatever its Date says.
+        self.request_token(endpoint).await.0
+    }
+
+    /// Signs an assertion with the token endpoint's time and sends the token request; returns
+    /// the result and the clock offset the assertion was signed with.
+    async fn request_token(
+        &self,
+        endpoint: &Endpoint,
+    ) -> (Result<StoredToken, OAuthError>, ClockOffset) {
+        let offset = self
+            .server_clocks
+            .as_ref()
+            .map_or(ClockOffset::ZERO, |c| c.offset(&endpoint.url));
+        let result = async {
+            let assertion = self
+                .credential
+                .sign(
+                    &endpoint.signer,
+                    &self.client_id,
+                    &endpoint.audience,
+                    offset.apply(self.clock.now()),
+                )
+                .map_err(OAuthError::Assertion)?;
+            let request =
+                client_credentials_request(&endpoint.url, &self.scope, assertion.secret())?;
+            drop(assertion);
+            // The token's lifetime is counted on the local clock (`expires_in` is relative), so
+            // the exchange keeps the local clock; the response's `Date` feeds the offsets.
+            let observed;
+            let http: &dyn HttpClient = match &self.server_clocks {
+                Some(clocks) => {
+                    observed = clocks.observing(&self.http);
+                    &observed
+                }
+                None => &self.http,
+            };
+            exchange(
+                http,
+                &self.clock,
+                request,
+                &self.scope,
+                "client_credentials",
             )
-            .map_err(OAuthError::Assertion)?;
-        let request = client_credentials_request(&endpoint.url, &self.scope, assertion.secret())?;
-        drop(assertion);
-        exchange(
-            &self.http,
-            &self.clock,
-            request,
-            &self.scope,
-            "client_credentials",
-        )
-        .await
+            .await
+        }
+        .await;
+        (result, offset)
     }
 
     /// The token endpoint: the explicit one, or discovery plus the fit check (SC-1.13).
@@ -331,6 +391,14 @@ impl Inner {
             .delete_if_access_token(&self.store_key, token)
             .await;
     }
+}
+
+/// Whether the token endpoint refused the request in a way a wrong `iat`/`exp` causes.
+fn refused_assertion(error: &OAuthError) -> bool {
+    matches!(
+        error.oauth_code(),
+        Some(OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidGrant)
+    )
 }
 
 #[async_trait]

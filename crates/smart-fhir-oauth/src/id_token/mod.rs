@@ -7,9 +7,10 @@
 //! resolves `fhirUser` (SC-4.35, SC-4.36) ([`claims`]).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use smart_fhir_core::{Clock, IdToken, SharedClock, SharedHttpClient};
+use smart_fhir_core::{Clock, IdToken, ServerClocks, SharedClock, SharedHttpClient};
 use smart_fhir_discovery::{Issuer, JwksCache};
 
 pub(crate) mod claims;
@@ -45,7 +46,9 @@ pub const DEFAULT_ID_TOKEN_LEEWAY: Duration = Duration::from_secs(60);
 ///   audiences, `azp` is required, and whenever present it must be the client id; `exp` in the
 ///   future and `iat` (required) and `nbf` not in the future, with [`DEFAULT_ID_TOKEN_LEEWAY`];
 ///   `sub` present; the nonce, when one was sent, present and equal (compared in constant
-///   time).
+///   time). Time is the issuer's: the local clock corrected by the offset its `Date` headers
+///   showed (token, OpenID configuration and JWKS responses from the issuer's origin; see
+///   [`ServerClocks`]), unless [`clock_skew_correction`](Self::clock_skew_correction) is off.
 /// * `fhirUser` must be the URL of a Patient, Practitioner, PractitionerRole, RelatedPerson or
 ///   Person, absolute (https, or http to loopback where the FHIR base allows it) or relative to
 ///   the FHIR base (`Type/id`, optionally `/_history/vid`); anything else refuses the token,
@@ -59,6 +62,8 @@ pub const DEFAULT_ID_TOKEN_LEEWAY: Duration = Duration::from_secs(60);
 pub struct IdTokenVerifier {
     keys: JwksCache,
     clock: SharedClock,
+    /// The issuers' clock offsets, when correction is on.
+    server_clocks: Option<Arc<ServerClocks>>,
     leeway: Duration,
 }
 
@@ -76,11 +81,22 @@ impl fmt::Debug for IdTokenVerifier {
 impl IdTokenVerifier {
     /// A verifier that fetches keys through `http` and reads time from `clock`.
     pub fn new(http: SharedHttpClient, clock: SharedClock) -> Self {
+        let keys = JwksCache::new(http, clock.clone());
         Self {
-            keys: JwksCache::new(http, clock.clone()),
+            server_clocks: Some(Arc::clone(keys.server_clocks())),
+            keys,
             clock,
             leeway: DEFAULT_ID_TOKEN_LEEWAY,
         }
+    }
+
+    /// Whether `exp`, `iat` and `nbf` are compared with the issuer's time as its `Date`
+    /// headers show it (default on), or with the local clock alone. The offsets are those of
+    /// the transport and clock ([`ServerClocks::for_transport`]), which the token exchange of
+    /// the same transport and clock feeds too.
+    pub fn clock_skew_correction(mut self, on: bool) -> Self {
+        self.server_clocks = on.then(|| Arc::clone(self.keys.server_clocks()));
+        self
     }
 
     /// The clock skew allowed on `exp`, `iat` and `nbf` (default [`DEFAULT_ID_TOKEN_LEEWAY`]).
@@ -123,6 +139,10 @@ impl IdTokenVerifier {
         let issuer = Issuer::parse(expected.issuer, expected.fhir_base.insecure_http())
             .map_err(IdTokenError::IssuerUrl)?;
         let verified = keys::verify_signature(&self.keys, &issuer, token).await?;
-        claims::check_claims(verified, expected, self.clock.now(), self.leeway)
+        let now = match &self.server_clocks {
+            Some(clocks) => clocks.now_at(issuer.url()),
+            None => self.clock.now(),
+        };
+        claims::check_claims(verified, expected, now, self.leeway)
     }
 }

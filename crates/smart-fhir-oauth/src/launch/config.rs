@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use smart_fhir_core::{
-    check_endpoint_url, ClientSecret, Clock, FhirBaseUrl, HttpClient, InsecureHttp, SharedClock,
-    SharedHttpClient, Url,
+    check_endpoint_url, ClientSecret, Clock, FhirBaseUrl, HttpClient, InsecureHttp, ServerClocks,
+    SharedClock, SharedHttpClient, Url,
 };
 use smart_fhir_discovery::{ClientAuthMethod, DiscoveryCache};
 use smart_fhir_jwt::Algorithm;
@@ -153,6 +153,8 @@ pub struct LaunchClientConfig {
     pub(crate) pending_ttl: Duration,
     pub(crate) authorize_post_threshold: usize,
     pub(crate) skip_fit_check: bool,
+    /// The token endpoints' clock offsets, when correction is on.
+    pub(crate) server_clocks: Option<Arc<ServerClocks>>,
 }
 
 impl fmt::Debug for LaunchClientConfig {
@@ -228,6 +230,8 @@ pub struct LaunchClientConfigBuilder {
     pending_ttl: Option<Duration>,
     authorize_post_threshold: Option<usize>,
     skip_fit_check: bool,
+    /// `None`: on (the default).
+    clock_skew_correction: Option<bool>,
 }
 
 impl fmt::Debug for LaunchClientConfigBuilder {
@@ -308,6 +312,15 @@ impl LaunchClientConfigBuilder {
     /// The `id_token` verifier (default: a new one on the transport and clock).
     pub fn id_token_verifier(mut self, verifier: IdTokenVerifier) -> Self {
         self.id_tokens = Some(verifier);
+        self
+    }
+
+    /// Whether times sent to or checked against the authorization server follow its clock as
+    /// its `Date` headers show it (default on; see [`ServerClocks`]): the `private_key_jwt`
+    /// assertion's `iat` and `exp`, and the default `id_token` verifier's checks (a verifier
+    /// given with [`id_token_verifier`](Self::id_token_verifier) keeps its own setting).
+    pub fn clock_skew_correction(mut self, on: bool) -> Self {
+        self.clock_skew_correction = Some(on);
         self
     }
 
@@ -423,9 +436,11 @@ impl LaunchClientConfigBuilder {
         let discovery = self
             .discovery
             .unwrap_or_else(|| DiscoveryCache::for_transport(&http, &clock));
-        let id_tokens = self
-            .id_tokens
-            .unwrap_or_else(|| IdTokenVerifier::new(http.clone(), clock.clone()));
+        let correction = self.clock_skew_correction.unwrap_or(true);
+        let id_tokens = self.id_tokens.unwrap_or_else(|| {
+            IdTokenVerifier::new(http.clone(), clock.clone()).clock_skew_correction(correction)
+        });
+        let server_clocks = correction.then(|| ServerClocks::for_transport(&http, &clock));
         let pending_ttl = self.pending_ttl.unwrap_or(DEFAULT_PENDING_TTL);
         let session_ttl = self.session_ttl.unwrap_or(DEFAULT_SESSION_TTL);
         let refresh_timeout = self.refresh_timeout.unwrap_or(DEFAULT_REFRESH_TIMEOUT);
@@ -439,6 +454,7 @@ impl LaunchClientConfigBuilder {
             }
         }
         Ok(LaunchClientConfig {
+            server_clocks,
             client_id,
             redirect_uri,
             scopes,

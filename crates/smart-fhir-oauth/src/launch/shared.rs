@@ -64,8 +64,18 @@ impl LaunchCore {
         let signer = credential
             .signer(alg, cfg.insecure)
             .map_err(LaunchError::Assertion)?;
+        // The token endpoint's time (its `Date` headers; `ServerClocks`), when correction is on.
+        let offset = match (&cfg.server_clocks, url::Url::parse(token_endpoint)) {
+            (Some(clocks), Ok(url)) => clocks.offset(&url),
+            _ => smart_fhir_core::ClockOffset::ZERO,
+        };
         credential
-            .sign(&signer, &cfg.client_id, token_endpoint, cfg.clock.now())
+            .sign(
+                &signer,
+                &cfg.client_id,
+                token_endpoint,
+                offset.apply(cfg.clock.now()),
+            )
             .map(Some)
             .map_err(LaunchError::Assertion)
     }
@@ -131,15 +141,18 @@ impl LaunchCore {
         requested_scope: &str,
         grant: &'static str,
     ) -> Result<StoredToken, LaunchError> {
-        crate::token::exchange(
-            &self.config.http,
-            &self.config.clock,
-            request,
-            requested_scope,
-            grant,
-        )
-        .await
-        .map_err(LaunchError::Token)
+        // The response's `Date` (success or error) feeds the server's clock offset.
+        let observed;
+        let http: &dyn smart_fhir_core::HttpClient = match &self.config.server_clocks {
+            Some(clocks) => {
+                observed = clocks.observing(&self.config.http);
+                &observed
+            }
+            None => &self.config.http,
+        };
+        crate::token::exchange(http, &self.config.clock, request, requested_scope, grant)
+            .await
+            .map_err(LaunchError::Token)
     }
 }
 
@@ -182,6 +195,75 @@ mod tests {
         assert!(check_session_id("a\nb").is_err());
         assert!(check_session_id("smart-fhir:launch:states").is_err());
         assert!(check_session_id(&"a".repeat(513)).is_err());
+    }
+
+    /// Clock skew: a `private_key_jwt` assertion carries the token endpoint's time once its
+    /// offset is known (and that server's alone); with the correction off, the local time.
+    #[test]
+    fn skew_app_launch_assertion_carries_the_token_endpoints_time() {
+        use base64::Engine as _;
+        use smart_fhir_core::{FhirBaseUrl, FixedClock, HttpError, SharedHttpClient};
+
+        use crate::launch::config::IssuerPolicy;
+
+        #[derive(Debug)]
+        struct NoNetwork;
+        #[async_trait::async_trait]
+        impl smart_fhir_core::HttpClient for NoNetwork {
+            async fn execute(
+                &self,
+                request: http::Request<Bytes>,
+            ) -> Result<http::Response<Bytes>, HttpError> {
+                Err(HttpError::new(
+                    smart_fhir_core::HttpErrorKind::Connect,
+                    request.uri(),
+                    "no network in this test",
+                ))
+            }
+        }
+
+        const T: u64 = 1_700_000_000;
+        const TOKEN: &str = "https://auth.example/token";
+        let iat = |correction: bool, endpoint: &str| {
+            let local = FixedClock::at_unix(T + 300);
+            let key = smart_fhir_jwt::PrivateKey::generate(smart_fhir_jwt::KeySpec::P384).unwrap();
+            let config = LaunchClientConfig::builder()
+                .client_id("app")
+                .redirect_uri("https://app.example/callback")
+                .scope("launch openid")
+                .client_auth(ClientAuth::private_key_jwt(key))
+                .issuer_policy(IssuerPolicy::allow_list([FhirBaseUrl::parse(
+                    "https://ehr.example/fhir",
+                )
+                .unwrap()]))
+                .landing_url("https://app.example/")
+                .http_client(SharedHttpClient::new(NoNetwork))
+                .clock(local)
+                .clock_skew_correction(correction)
+                .build()
+                .unwrap();
+            // The token endpoint's `Date`: the true time, five minutes behind the local clock.
+            let clocks = smart_fhir_core::ServerClocks::for_transport(&config.http, &config.clock);
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                http::header::DATE,
+                "Tue, 14 Nov 2023 22:13:20 GMT".parse().unwrap(),
+            );
+            clocks.observe(&url::Url::parse(TOKEN).unwrap(), &headers);
+            let core = LaunchCore::new(config);
+            let assertion = core.assertion(endpoint, None).unwrap().unwrap();
+            let payload = assertion.secret().split('.').nth(1).unwrap().to_owned();
+            let claims: serde_json::Value = serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(payload)
+                    .unwrap(),
+            )
+            .unwrap();
+            claims["iat"].as_u64().unwrap()
+        };
+        assert_eq!(iat(true, TOKEN), T);
+        assert_eq!(iat(false, TOKEN), T + 300);
+        assert_eq!(iat(true, "https://other.example/token"), T + 300);
     }
 
     /// P5: the log tag of a session id is short and does not contain it.
