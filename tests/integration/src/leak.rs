@@ -261,6 +261,8 @@ fn add_authorization(secrets: &Secrets, value: &str) {
 /// The private-key material of a PEM file: its base64 lines, and the private JWK members
 /// (`d`, `p`, `q`, `dp`, `dq`, `qi`) of the key.
 pub fn add_key_secrets(secrets: &Secrets, pem: &str) {
+    // josekit wants the PEM block alone, without the blank line the CLI writes after it.
+    let pem = pem.trim();
     for line in pem.lines().map(str::trim) {
         if !line.is_empty() && !line.starts_with("-----") {
             secrets.add("private key (PEM)", line);
@@ -292,12 +294,18 @@ fn is_ec(pem: &str) -> bool {
 /// A transport that passes every request on and remembers the secrets in it (the form fields it
 /// forwards, the query, `Authorization`) and in the answer (token members of a JSON body, the
 /// query of a `Location`), and the answers of the token endpoint whole.
-#[derive(Debug)]
 pub struct Recorder {
     inner: SharedHttpClient,
     secrets: Arc<Secrets>,
     token_responses: Mutex<Vec<(u16, Bytes)>>,
     requests: Mutex<usize>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // What it recorded are secrets: the clients that hold it print their transport.
+        f.debug_struct("Recorder").finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Secrets {
