@@ -21,7 +21,12 @@ fn p5_token_response_debug_shows_no_token() {
         .header("content-type", "application/json")
         .body(Bytes::from(body))
         .unwrap();
-    let parsed = parse_token_response(response, SystemTime::now(), "patient/*.rs").unwrap();
+    let parsed = parse_token_response(
+        response,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000),
+        "patient/*.rs",
+    )
+    .unwrap();
     let printed = format!("{parsed:?} {parsed:#?}");
     for secret in ["ACCESS-SECRET", "REFRESH-SECRET", "ID-SECRET", "PATIENT-ID"] {
         assert!(!printed.contains(secret), "{secret} in {printed}");
@@ -40,7 +45,7 @@ fn p5_token_auth_debug_shows_no_secret_or_assertion() {
             "client-1",
             "https://auth.example/token",
             Duration::from_secs(60),
-            SystemTime::now(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000),
         )
         .unwrap();
     let printed = [

@@ -11,13 +11,13 @@ use std::error::Error as StdError;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{json, Value};
 use smart_fhir_core::{
-    AccessToken, AuthorizationCode, ClientSecret, IdToken, InsecureHttp, PkceCodeVerifier,
-    RefreshToken, SharedHttpClient, StaticTokenProvider, Url,
+    AccessToken, AuthorizationCode, ClientSecret, Clock, IdToken, InsecureHttp, PkceCodeVerifier,
+    RefreshToken, SharedHttpClient, StaticTokenProvider, SystemClock, Url,
 };
 use smart_fhir_http::client::SearchParams;
 use smart_fhir_http::{FhirClient, FhirResponse};
@@ -168,7 +168,7 @@ async fn backend_services(leak: &Leak) {
                 client,
                 &token_endpoint(),
                 Duration::from_secs(60),
-                SystemTime::now(),
+                SystemClock.now(),
             )
             .expect("assertion");
         leak.secrets.add("client assertion", assertion.secret());
@@ -713,7 +713,7 @@ fn secret_types(leak: &Leak) {
             .header("content-type", "application/json")
             .body(body)
             .expect("response");
-        match smart_fhir_oauth::token::parse_token_response(response, SystemTime::now(), "x") {
+        match smart_fhir_oauth::token::parse_token_response(response, SystemClock.now(), "x") {
             Ok(parsed) => leak.debug("TokenResponse", &parsed),
             Err(e) => leak.error("token response", &e),
         }
