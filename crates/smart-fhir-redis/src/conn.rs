@@ -48,7 +48,7 @@ const MAX_PREFIX_LEN: usize = 128;
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct RedisStoreBuilder {
     urls: Vec<String>,
@@ -269,6 +269,32 @@ enum Conn {
 enum Connected {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A URL may carry a user and a password: only scheme, host, port and path are shown.
+        let urls: Vec<String> = self
+            .urls
+            .iter()
+            .map(|u| {
+                smart_fhir_core::Url::parse(u)
+                    .map(|u| smart_fhir_core::text::display_url(&u))
+                    .unwrap_or_else(|_| "[not a URL]".to_owned())
+            })
+            .collect();
+        f.debug_struct("RedisStoreBuilder")
+            .field("urls", &urls)
+            .field("cluster", &self.cluster)
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("expired_token_retention", &self.expired_token_retention)
+            .field("refresh_token_retention", &self.refresh_token_retention)
+            .field("keys", &self.keys)
+            .field("clock", &self.clock)
+            .finish()
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -494,6 +520,25 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(e.to_string().contains("timeout"), "{e}");
+    }
+
+    /// P5: the builder's `Debug` shows where it connects, never the URL's user, password or
+    /// query, nor the encryption key.
+    #[test]
+    fn builder_debug_shows_no_password_or_key() {
+        let key = crate::EncryptionKey::new("k1", [0xA7; 32]).unwrap();
+        let single = RedisStore::builder()
+            .url("redis://user:SECRET-PASSWORD@127.0.0.1:6379/0?password=QUERY-SECRET")
+            .encryption(crate::Keyring::new(key));
+        let cluster = RedisStore::builder()
+            .cluster(["redis://:NODE-SECRET@10.0.0.1:7000", "not a url SECRET"]);
+        let printed = format!("{single:?} {single:#?} {cluster:?}");
+        for secret in ["SECRET", "user", "167, 167", "a7a7"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("127.0.0.1:6379/0"), "{printed}");
+        assert!(printed.contains("10.0.0.1:7000"), "{printed}");
+        assert!(printed.contains("k1"), "{printed}");
     }
 
     #[tokio::test]

@@ -11,6 +11,8 @@
 #![forbid(unsafe_code)]
 #![allow(missing_docs)]
 
+pub mod leak;
+
 use std::path::PathBuf;
 
 use bytes::Bytes;
