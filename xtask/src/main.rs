@@ -15,6 +15,7 @@
 //! * `bench bulk`: a Bulk NDJSON download beside a raw body read, with peak memory.
 //! * `bench storm`: 8 processes × 1,000 callers at token expiry on one Redis token store →
 //!   token requests counted by the harness, and the longest follower wait.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod bench;
 mod browser;

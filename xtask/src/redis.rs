@@ -9,7 +9,8 @@
 use std::process::Command;
 
 #[path = "../../crates/smart-fhir-redis/src/test_server.rs"]
-#[allow(dead_code)]
+// Public in the crate (the `test-server` feature), not in this one.
+#[allow(dead_code, unreachable_pub)]
 mod test_server;
 
 use test_server::{RedisCluster, RedisServer};
