@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use crate::util::{cargo, output, step, Result};
 
-pub fn run(which: Option<&str>) -> Result<()> {
+pub(crate) fn run(which: Option<&str>) -> Result<()> {
     match which {
         Some("jwt") => jwt(),
         Some("http") => http(),

@@ -47,7 +47,7 @@ fn chromium() -> Result<PathBuf> {
 }
 
 /// Runs the browser test; `dir` is this run's fixture directory.
-pub fn run_browser_test(dir: &Path) -> Result<()> {
+pub(crate) fn run_browser_test(dir: &Path) -> Result<()> {
     let started = Instant::now();
     step("browser: build the patient-viewer example");
     let chromium = chromium()?;

@@ -14,14 +14,14 @@ use crate::util::{cargo, output, root, run, step, Result};
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A running harness; stopped when dropped, also when a step fails or panics.
-pub struct Harness {
+pub(crate) struct Harness {
     child: Child,
     pub ready: Value,
     pub started_in: Duration,
 }
 
 impl Harness {
-    pub fn base(&self) -> Result<String> {
+    pub(crate) fn base(&self) -> Result<String> {
         self.ready
             .get("base")
             .and_then(Value::as_str)
@@ -38,7 +38,7 @@ impl Drop for Harness {
     }
 }
 
-pub fn servers_dir() -> PathBuf {
+pub(crate) fn servers_dir() -> PathBuf {
     root().join("tests").join("servers")
 }
 
@@ -49,7 +49,7 @@ pub(crate) fn target_dir() -> PathBuf {
 }
 
 /// `npm ci` when `node_modules` is missing or older than the lockfile.
-pub fn npm_install() -> Result<()> {
+pub(crate) fn npm_install() -> Result<()> {
     let dir = servers_dir();
     let lock = dir.join("package-lock.json");
     let marker = dir.join("node_modules").join(".package-lock.json");
@@ -70,7 +70,7 @@ pub fn npm_install() -> Result<()> {
 }
 
 /// Starts the harness with `config` and waits for its `HARNESS_READY` line.
-pub fn start(config: &Path) -> Result<Harness> {
+pub(crate) fn start(config: &Path) -> Result<Harness> {
     let started = Instant::now();
     let mut child = Command::new("node")
         .arg(servers_dir().join("harness.mjs"))
@@ -204,7 +204,7 @@ fn keygen(bin: &Path, dir: &Path, name: &str, alg: &str) -> Result<Value> {
 }
 
 /// The keys, clients and configuration the integration tests use.
-pub struct Fixture {
+pub(crate) struct Fixture {
     dir: PathBuf,
     config: PathBuf,
     jwks_port: u16,
@@ -213,13 +213,13 @@ pub struct Fixture {
 
 impl Fixture {
     /// The harness configuration to [`start`] it with.
-    pub fn config(&self) -> &Path {
+    pub(crate) fn config(&self) -> &Path {
         &self.config
     }
 
     /// The variables the integration tests read (`SMART_FHIR_IT_*`, `SMART_FHIR_BIN`), for the
     /// harness started from this fixture; Redis comes separately.
-    pub fn test_env(&self, harness: &Harness) -> Result<Vec<(&'static str, String)>> {
+    pub(crate) fn test_env(&self, harness: &Harness) -> Result<Vec<(&'static str, String)>> {
         let patient_ids = harness
             .ready
             .get("patient_ids")
@@ -235,7 +235,7 @@ impl Fixture {
     }
 }
 
-pub fn prepare() -> Result<Fixture> {
+pub(crate) fn prepare() -> Result<Fixture> {
     step("integration: npm ci (tests/servers)");
     npm_install()?;
     step("integration: build the CLI and generate keys with it");
@@ -312,7 +312,7 @@ pub fn prepare() -> Result<Fixture> {
     })
 }
 
-pub fn integration() -> Result<()> {
+pub(crate) fn integration() -> Result<()> {
     let fx = prepare()?;
     step("integration: start Redis (standalone and a three-master cluster)");
     let redis = crate::redis::start()?;
@@ -345,12 +345,12 @@ pub fn integration() -> Result<()> {
 }
 
 /// The browser test alone (`cargo xtask browser`), on this run's fixture directory.
-pub fn browser() -> Result<()> {
+pub(crate) fn browser() -> Result<()> {
     let fx = prepare()?;
     crate::browser::run_browser_test(&fx.dir)
 }
 
-pub fn demo() -> Result<()> {
+pub(crate) fn demo() -> Result<()> {
     let fx = prepare()?;
     step("demo: start the harness");
     let harness = start(&fx.config)?;

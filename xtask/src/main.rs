@@ -12,16 +12,22 @@
 //! * `docs`: every test `docs/CONFORMANCE.md` and `docs/SECURITY.md` cite exists, none is left
 //!   pending, and every checklist id a test cites is an item of `docs/CONFORMANCE.md` (`docs.rs`).
 //! * `deny`: `cargo deny --offline check bans licenses sources` (installs cargo-deny when missing).
+//! * `hack`: `cargo hack check` over each crate's feature combinations (`hack.rs`).
+//! * `public-api`: no hyper/rustls type in a public signature of a library crate, read from
+//!   rustdoc JSON (`public_api.rs`).
 //! * `bench jwt`: client-assertion signatures per second beside `openssl speed`.
 //! * `bench http`: authenticated reads through `FhirClient` beside a raw hyper client.
 //! * `bench bulk`: a Bulk NDJSON download beside a raw body read, with peak memory.
 //! * `bench storm`: 8 processes × 1,000 callers at token expiry on one Redis token store →
 //!   token requests counted by the harness, and the longest follower wait.
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod bench;
 mod browser;
 mod docs;
+mod hack;
 mod harness;
+mod public_api;
 mod redis;
 mod storm;
 mod util;
@@ -32,6 +38,7 @@ use util::{cargo, run, Result};
 
 const USAGE: &str =
     "usage: cargo xtask <ci|test|integration|browser|demo|docs|deny|bench jwt|http|bulk|storm>";
+const USAGE_CHECKS: &str = "       cargo xtask <hack|public-api>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,9 +50,12 @@ fn main() -> ExitCode {
         Some("browser") => harness::browser(),
         Some("docs") => docs::check(),
         Some("deny") => deny(args.iter().any(|a| a == "--advisories")),
+        Some("hack") => hack::run_check(),
+        Some("public-api") => public_api::run_check(),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => {
             eprintln!("{USAGE}");
+            eprintln!("{USAGE_CHECKS}");
             return ExitCode::from(2);
         }
     };
@@ -79,6 +89,8 @@ fn ci() -> Result<()> {
         .args(["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
     deny(false)?;
+    hack::run_check()?;
+    public_api::run_check()?;
     harness::integration()?;
     eprintln!("xtask ci: all steps passed in {:.0?}", started.elapsed());
     Ok(())

@@ -9,7 +9,8 @@
 use std::process::Command;
 
 #[path = "../../crates/smart-fhir-redis/src/test_server.rs"]
-#[allow(dead_code)]
+// Public in the crate (the `test-server` feature), not in this one.
+#[allow(dead_code, unreachable_pub)]
 mod test_server;
 
 use test_server::{RedisCluster, RedisServer};
@@ -17,14 +18,14 @@ use test_server::{RedisCluster, RedisServer};
 use crate::util::{run, Result};
 
 /// The servers the integration tests use.
-pub struct Servers {
+pub(crate) struct Servers {
     pub standalone: RedisServer,
     pub cluster: RedisCluster,
 }
 
 impl Servers {
     /// `SMART_FHIR_IT_REDIS_URL` and `SMART_FHIR_IT_REDIS_CLUSTER` (comma-separated node URLs).
-    pub fn env(&self) -> [(&'static str, String); 2] {
+    pub(crate) fn env(&self) -> [(&'static str, String); 2] {
         [
             ("SMART_FHIR_IT_REDIS_URL", self.standalone.url()),
             ("SMART_FHIR_IT_REDIS_CLUSTER", self.cluster.urls().join(",")),
@@ -40,7 +41,7 @@ fn has(program: &str) -> bool {
 }
 
 /// Installs `redis-server` and `redis-cli` with apt-get when either is missing.
-pub fn ensure_installed() -> Result<()> {
+pub(crate) fn ensure_installed() -> Result<()> {
     if has("redis-server") && has("redis-cli") {
         return Ok(());
     }
@@ -64,7 +65,7 @@ pub fn ensure_installed() -> Result<()> {
 }
 
 /// Starts a standalone server only (what `bench storm` needs).
-pub fn start_standalone() -> Result<RedisServer> {
+pub(crate) fn start_standalone() -> Result<RedisServer> {
     ensure_installed()?;
     let standalone = RedisServer::start()?;
     eprintln!("redis: standalone at {}", standalone.url());
@@ -72,7 +73,7 @@ pub fn start_standalone() -> Result<RedisServer> {
 }
 
 /// Starts the standalone server and the cluster.
-pub fn start() -> Result<Servers> {
+pub(crate) fn start() -> Result<Servers> {
     ensure_installed()?;
     let standalone = RedisServer::start()?;
     let cluster = RedisCluster::start(3)?;

@@ -31,7 +31,7 @@ struct Figures {
     holder: Duration,
 }
 
-pub fn storm() -> Result<()> {
+pub(crate) fn storm() -> Result<()> {
     let fx = crate::harness::prepare()?;
     step("bench storm: start Redis (standalone)");
     let redis = crate::redis::start_standalone()?;

@@ -1,27 +1,27 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub type Result<T> = std::result::Result<T, String>;
+pub(crate) type Result<T> = std::result::Result<T, String>;
 
 /// The workspace root (the parent of `xtask/`).
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 
 /// `$CARGO` (the cargo that runs xtask), in the workspace root.
-pub fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root());
     cmd
 }
 
-pub fn step(name: &str) {
+pub(crate) fn step(name: &str) {
     eprintln!("\n==> {name}");
 }
 
-pub fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd
         .status()
         .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
@@ -39,7 +39,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     }
 }
 
-pub fn output(cmd: &mut Command) -> Result<String> {
+pub(crate) fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .output()
         .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
@@ -54,7 +54,7 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-pub fn has_cargo_subcommand(name: &str) -> bool {
+pub(crate) fn has_cargo_subcommand(name: &str) -> bool {
     cargo()
         .args([name, "--version"])
         .output()

@@ -31,12 +31,12 @@ use crate::transport::Transport;
 use crate::{Failure, Result};
 
 /// The session id under which the CLI keeps its one session in the session file.
-pub const SESSION_ID: &str = "cli";
+pub(crate) const SESSION_ID: &str = "cli";
 
 /// How the client authenticates, as saved: names and paths, never secrets.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
-pub enum SavedAuth {
+pub(crate) enum SavedAuth {
     None,
     ClientSecretBasic {
         secret_env: String,
@@ -67,7 +67,7 @@ impl fmt::Debug for SavedAuth {
 impl SavedAuth {
     /// The client authentication: reads the secret from its environment variable, or the key
     /// from its file.
-    pub fn client_auth(&self) -> Result<ClientAuth> {
+    pub(crate) fn client_auth(&self) -> Result<ClientAuth> {
         let secret = |var: &str| -> Result<ClientSecret> {
             match std::env::var(var) {
                 Ok(s) if !s.is_empty() => Ok(ClientSecret::new(s)),
@@ -107,7 +107,7 @@ impl SavedAuth {
 
 /// The client and server of a saved session: the session file's metadata.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LoginRecord {
+pub(crate) struct LoginRecord {
     pub fhir_base: String,
     pub client_id: String,
     pub scope: String,
@@ -119,7 +119,7 @@ pub struct LoginRecord {
 impl LoginRecord {
     /// A new session store, in memory until it is saved, that will write this record with the
     /// tokens.
-    pub fn new_store(&self, clock: SharedClock) -> Result<FileSessionStore> {
+    pub(crate) fn new_store(&self, clock: SharedClock) -> Result<FileSessionStore> {
         let metadata = serde_json::to_value(self)
             .map_err(|e| Failure::from_error("cannot record the sign-in settings", &e))?;
         Ok(FileSessionStore::in_memory(metadata).with_clock(clock))
@@ -127,7 +127,7 @@ impl LoginRecord {
 }
 
 /// The saved session at `path`: its store and its client settings.
-pub fn open_session_file(path: &Path) -> Result<(Arc<FileSessionStore>, LoginRecord)> {
+pub(crate) fn open_session_file(path: &Path) -> Result<(Arc<FileSessionStore>, LoginRecord)> {
     let cannot_use = |e: &StoreError| {
         let mut failure = Failure::from_error(&format!("cannot use {}", path.display()), e);
         if matches!(e, StoreError::Corrupt { .. }) {
@@ -161,7 +161,7 @@ pub fn open_session_file(path: &Path) -> Result<(Arc<FileSessionStore>, LoginRec
 
 /// The App Launch flow of the CLI: one issuer (the server signed in to), the loopback redirect
 /// URI, and the session store.
-pub fn build_app(
+pub(crate) fn build_app(
     login: &LoginRecord,
     base: &FhirBaseUrl,
     store: SharedSessionStore,
@@ -190,7 +190,7 @@ pub fn build_app(
 
 /// A FHIR client's token provider from a saved session (`--session` on the FHIR commands),
 /// bound to the session's FHIR base and to `http`.
-pub fn saved_session(
+pub(crate) fn saved_session(
     file: Option<&Path>,
     transport: &Transport,
     http: SharedHttpClient,
@@ -223,7 +223,7 @@ pub fn saved_session(
 /// The access tokens of a saved session: loaded on first use, refreshed (and the rotated refresh
 /// token saved) when they expire.
 #[derive(Debug)]
-pub struct SavedSession {
+pub(crate) struct SavedSession {
     app: AppLaunch,
     client: OnceCell<SessionClient>,
     base: FhirBaseUrl,
@@ -232,7 +232,7 @@ pub struct SavedSession {
 
 impl SavedSession {
     /// The FHIR base the session was signed in to.
-    pub fn base(&self) -> &FhirBaseUrl {
+    pub(crate) fn base(&self) -> &FhirBaseUrl {
         &self.base
     }
 
@@ -281,7 +281,7 @@ impl AccessTokenProvider for SavedSession {
 
 /// `--session-file`, else `$XDG_STATE_HOME/smart-fhir/session.json`, else
 /// `$HOME/.local/state/smart-fhir/session.json`.
-pub fn session_path(explicit: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn session_path(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
     }
@@ -326,7 +326,7 @@ fn relaunch_hint(e: ProviderError) -> ProviderError {
 }
 
 /// Removes the session file; one already gone is fine.
-pub fn remove_session_file(path: &Path) -> Result<()> {
+pub(crate) fn remove_session_file(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -31,7 +31,7 @@ const INTERRUPTED: u8 = 130;
 const DEFAULT_TIMEOUT_SECS: u64 = 24 * 60 * 60;
 
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     #[command(flatten)]
     fhir: FhirArgs,
     /// Export the data of the patients in this Group (Group/ID/$export).
@@ -85,7 +85,7 @@ pub struct ExportArgs {
     keep_on_server: bool,
 }
 
-pub fn export(a: ExportArgs) -> Result<u8> {
+pub(crate) fn export(a: ExportArgs) -> Result<u8> {
     let client = a.fhir.client()?;
     let request = bulk_request(&client, &a);
     let rt = crate::transport::rt()?;

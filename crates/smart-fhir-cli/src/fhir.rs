@@ -21,14 +21,14 @@ use crate::{Failure, Result};
 
 /// A `TYPE/ID` argument.
 #[derive(Debug, Clone)]
-pub struct TypeId {
+pub(crate) struct TypeId {
     resource_type: String,
     id: String,
 }
 
 /// A `TYPE[/ID]` argument.
 #[derive(Debug, Clone)]
-pub struct TypeMaybeId {
+pub(crate) struct TypeMaybeId {
     resource_type: String,
     id: Option<String>,
 }
@@ -108,7 +108,7 @@ fn parse_path(s: &str) -> std::result::Result<String, String> {
 }
 
 #[derive(Debug, Args)]
-pub struct GetArgs {
+pub(crate) struct GetArgs {
     /// The path under the FHIR base: Patient/123, Patient/123/_history/2, metadata, or any
     /// read such as Patient?family=Smith (percent-encoded as in a URL).
     #[arg(value_name = "PATH", value_parser = parse_path)]
@@ -118,7 +118,7 @@ pub struct GetArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SearchArgs {
+pub(crate) struct SearchArgs {
     /// The resource type, e.g. Patient.
     #[arg(value_name = "TYPE", value_parser = parse_type)]
     resource_type: String,
@@ -147,7 +147,7 @@ pub struct SearchArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// The resource type, e.g. Patient.
     #[arg(value_name = "TYPE", value_parser = parse_type)]
     resource_type: String,
@@ -163,7 +163,7 @@ pub struct CreateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct UpdateArgs {
+pub(crate) struct UpdateArgs {
     /// The resource to replace, e.g. Patient/123.
     #[arg(value_name = "TYPE/ID", value_parser = parse_type_id)]
     target: TypeId,
@@ -179,7 +179,7 @@ pub struct UpdateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PatchArgs {
+pub(crate) struct PatchArgs {
     /// The resource to patch, e.g. Patient/123.
     #[arg(value_name = "TYPE/ID", value_parser = parse_type_id)]
     target: TypeId,
@@ -194,7 +194,7 @@ pub struct PatchArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DeleteArgs {
+pub(crate) struct DeleteArgs {
     /// The resource to delete, e.g. Patient/123.
     #[arg(value_name = "TYPE/ID", value_parser = parse_type_id)]
     target: TypeId,
@@ -203,7 +203,7 @@ pub struct DeleteArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct HistoryArgs {
+pub(crate) struct HistoryArgs {
     /// A resource type (Patient) or one resource (Patient/123).
     #[arg(value_name = "TYPE[/ID]", value_parser = parse_type_maybe_id)]
     target: TypeMaybeId,
@@ -218,7 +218,7 @@ pub struct HistoryArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct BatchArgs {
+pub(crate) struct BatchArgs {
     /// A Bundle of type batch or transaction: a file, or - for stdin. Exits 1 when the server
     /// refuses a transaction, or when any entry of a batch failed (the response Bundle is
     /// printed first).
@@ -274,7 +274,7 @@ fn print_write(r: &FhirResponse<Option<Value>>) {
     }
 }
 
-pub fn get(a: GetArgs) -> Result<u8> {
+pub(crate) fn get(a: GetArgs) -> Result<u8> {
     let client = a.fhir.client()?;
     let r = rt()?
         .block_on(client.get::<Value>(&a.path))
@@ -328,7 +328,7 @@ fn check_type(path: &str, body: &Value) -> Result<()> {
     }))
 }
 
-pub fn search(a: SearchArgs) -> Result<u8> {
+pub(crate) fn search(a: SearchArgs) -> Result<u8> {
     let client = a.fhir.client()?;
     let params: SearchParams = a.params.iter().cloned().collect();
     let rt = rt()?;
@@ -392,7 +392,7 @@ async fn search_all(client: &FhirClient, a: &SearchArgs, params: &SearchParams) 
     Ok(0)
 }
 
-pub fn create(a: CreateArgs) -> Result<u8> {
+pub(crate) fn create(a: CreateArgs) -> Result<u8> {
     let body = read_json(&a.file)?;
     let client = a.fhir.client()?;
     let r = rt()?
@@ -402,7 +402,7 @@ pub fn create(a: CreateArgs) -> Result<u8> {
     Ok(0)
 }
 
-pub fn update(a: UpdateArgs) -> Result<u8> {
+pub(crate) fn update(a: UpdateArgs) -> Result<u8> {
     let body = read_json(&a.file)?;
     let client = a.fhir.client()?;
     let t = &a.target;
@@ -413,7 +413,7 @@ pub fn update(a: UpdateArgs) -> Result<u8> {
     Ok(0)
 }
 
-pub fn patch(a: PatchArgs) -> Result<u8> {
+pub(crate) fn patch(a: PatchArgs) -> Result<u8> {
     let patch = read_json(&a.file)?;
     if !patch.is_array() {
         return Err(Failure::new(
@@ -434,7 +434,7 @@ pub fn patch(a: PatchArgs) -> Result<u8> {
     Ok(0)
 }
 
-pub fn delete(a: DeleteArgs) -> Result<u8> {
+pub(crate) fn delete(a: DeleteArgs) -> Result<u8> {
     let client = a.fhir.client()?;
     let t = &a.target;
     let r = rt()?
@@ -449,7 +449,7 @@ pub fn delete(a: DeleteArgs) -> Result<u8> {
     Ok(0)
 }
 
-pub fn history(a: HistoryArgs) -> Result<u8> {
+pub(crate) fn history(a: HistoryArgs) -> Result<u8> {
     let client = a.fhir.client()?;
     let mut params = SearchParams::new();
     if let Some(n) = a.count {
@@ -479,7 +479,7 @@ pub fn history(a: HistoryArgs) -> Result<u8> {
     Ok(0)
 }
 
-pub fn batch(a: BatchArgs) -> Result<u8> {
+pub(crate) fn batch(a: BatchArgs) -> Result<u8> {
     let bundle = read_json(&a.file)?;
     let kind = bundle.get("type").and_then(Value::as_str).unwrap_or("");
     let is_bundle = bundle.get("resourceType").and_then(Value::as_str) == Some("Bundle");

@@ -8,16 +8,16 @@ use std::path::{Path, PathBuf};
 use crate::{Failure, Result};
 
 /// The largest key file: a JWKS of a few dozen private RSA keys fits many times over.
-pub const KEY_FILE_LIMIT: u64 = 1 << 20;
+pub(crate) const KEY_FILE_LIMIT: u64 = 1 << 20;
 /// The largest `--ca-cert` file: a bundle of a few hundred certificates.
-pub const CA_CERT_LIMIT: u64 = 1 << 20;
+pub(crate) const CA_CERT_LIMIT: u64 = 1 << 20;
 /// The largest resource, patch or Bundle read for `create`, `update`, `patch` and `batch`.
-pub const RESOURCE_LIMIT: u64 = 64 << 20;
+pub(crate) const RESOURCE_LIMIT: u64 = 64 << 20;
 /// The largest session file checked before it is opened (the session store bounds it too).
-pub const SESSION_FILE_LIMIT: u64 = 1 << 20;
+pub(crate) const SESSION_FILE_LIMIT: u64 = 1 << 20;
 
 /// A byte count as people read it (`64 MiB`, `1 MiB`, `512 bytes`).
-pub fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
         format!("{} MiB", bytes >> 20)
     } else if bytes >= 1 << 10 && bytes % (1 << 10) == 0 {
@@ -35,7 +35,7 @@ fn too_large(name: &str, what: &str, limit: u64) -> Failure {
 }
 
 /// Refuses what is not a regular file (a FIFO, a device, a directory, a socket).
-pub fn check_regular(path: &Path, what: &str) -> Result<std::fs::Metadata> {
+pub(crate) fn check_regular(path: &Path, what: &str) -> Result<std::fs::Metadata> {
     let meta = std::fs::metadata(path)
         .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?;
     if !meta.is_file() {
@@ -51,7 +51,7 @@ pub fn check_regular(path: &Path, what: &str) -> Result<std::fs::Metadata> {
 /// file, is refused with the limit in the error. The type is checked before the file is
 /// opened, so a FIFO is never opened (opening one for reading blocks until a writer comes),
 /// and again on the opened file.
-pub fn read_file(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>> {
+pub(crate) fn read_file(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>> {
     let name = path.display().to_string();
     let meta = check_regular(path, what)?;
     if meta.len() > limit {
@@ -72,7 +72,12 @@ pub fn read_file(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>> {
 }
 
 /// Reads at most `limit` bytes of a reader; more is refused with the limit in the error.
-pub fn read_bounded(reader: impl Read, name: &str, what: &str, limit: u64) -> Result<Vec<u8>> {
+pub(crate) fn read_bounded(
+    reader: impl Read,
+    name: &str,
+    what: &str,
+    limit: u64,
+) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     reader
         .take(limit.saturating_add(1))
@@ -86,7 +91,7 @@ pub fn read_bounded(reader: impl Read, name: &str, what: &str, limit: u64) -> Re
 
 /// A file or, for `-`, stdin, read with [`read_file`] or [`read_bounded`]; returns the name to
 /// show in messages and the bytes.
-pub fn read_input(path: &Path, what: &str, limit: u64) -> Result<(String, Vec<u8>)> {
+pub(crate) fn read_input(path: &Path, what: &str, limit: u64) -> Result<(String, Vec<u8>)> {
     if path == Path::new("-") {
         let bytes = read_bounded(std::io::stdin().lock(), "stdin", what, limit)?;
         Ok(("stdin".to_owned(), bytes))
@@ -97,7 +102,7 @@ pub fn read_input(path: &Path, what: &str, limit: u64) -> Result<(String, Vec<u8
 
 /// One file to write with [`write_all_or_none`].
 #[derive(Debug)]
-pub struct NewFile<'a> {
+pub(crate) struct NewFile<'a> {
     /// Where.
     pub path: &'a Path,
     /// What.
@@ -123,7 +128,7 @@ impl Drop for Temps {
 /// instead of following or clobbering it; with `force` by a rename, which replaces the name
 /// itself (a symlink there is replaced, its target is untouched). A file already moved into place
 /// is removed again when a later one fails.
-pub fn write_all_or_none(files: &[NewFile<'_>], force: bool) -> Result<()> {
+pub(crate) fn write_all_or_none(files: &[NewFile<'_>], force: bool) -> Result<()> {
     for f in files {
         if let Ok(meta) = std::fs::symlink_metadata(f.path) {
             if !force {
@@ -226,7 +231,7 @@ fn write_temp(f: &NewFile<'_>) -> Result<PathBuf> {
 }
 
 /// Creates one new file (see [`write_all_or_none`]).
-pub fn write_new(path: &Path, bytes: &[u8], mode: u32, force: bool) -> Result<()> {
+pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32, force: bool) -> Result<()> {
     write_all_or_none(&[NewFile { path, bytes, mode }], force)
 }
 

@@ -34,7 +34,7 @@ impl From<Alg> for Algorithm {
 }
 
 #[derive(Debug, Args)]
-pub struct KeygenArgs {
+pub(crate) struct KeygenArgs {
     /// The signing algorithm the key is for (RS*/PS*: RSA; ES256: P-256; ES384: P-384).
     #[arg(long, value_enum)]
     alg: Alg,
@@ -57,7 +57,7 @@ pub struct KeygenArgs {
     force: bool,
 }
 
-pub fn keygen(a: KeygenArgs) -> Result<u8> {
+pub(crate) fn keygen(a: KeygenArgs) -> Result<u8> {
     let alg = Algorithm::from(a.alg);
     let spec = match (alg, a.bits.as_str()) {
         (Algorithm::ES256, _) => KeySpec::P256,
@@ -103,13 +103,13 @@ pub fn keygen(a: KeygenArgs) -> Result<u8> {
 }
 
 #[derive(Debug, Args)]
-pub struct JwksArgs {
+pub(crate) struct JwksArgs {
     /// A private key: PKCS#8, PKCS#1 or SEC1 PEM, a private JWK, or a JWKS of private keys.
     #[arg(value_name = "KEYFILE")]
     key: PathBuf,
 }
 
-pub fn jwks(a: JwksArgs) -> Result<u8> {
+pub(crate) fn jwks(a: JwksArgs) -> Result<u8> {
     let text = read_key_file(&a.key)?;
     let value: Option<serde_json::Value> = serde_json::from_str(&text).ok();
     let public = match value
@@ -134,7 +134,7 @@ pub fn jwks(a: JwksArgs) -> Result<u8> {
 }
 
 #[derive(Debug, Args)]
-pub struct AssertionArgs {
+pub(crate) struct AssertionArgs {
     /// The private key (PEM, JWK or JWKS).
     #[arg(long, value_name = "KEYFILE")]
     key: PathBuf,
@@ -158,7 +158,7 @@ pub struct AssertionArgs {
     lifetime: u64,
 }
 
-pub fn assertion(a: AssertionArgs) -> Result<u8> {
+pub(crate) fn assertion(a: AssertionArgs) -> Result<u8> {
     let key = load_key(&a.key, a.kid.as_deref())?;
     let alg = a
         .alg
@@ -186,7 +186,7 @@ pub fn assertion(a: AssertionArgs) -> Result<u8> {
 }
 
 /// RS384 for RSA, ES384 for P-384, ES256 for P-256 (SC-2.7).
-pub fn default_alg(key: &PrivateKey) -> Algorithm {
+pub(crate) fn default_alg(key: &PrivateKey) -> Algorithm {
     if let Some(alg) = key.algorithm() {
         return alg;
     }
@@ -230,7 +230,7 @@ pub(crate) fn load_key_text(text: &str, kid: Option<&str>, path: &Path) -> Resul
 
 /// Loads a private key file (PEM, JWK or JWKS); `kid` selects a key of a JWKS or overrides the
 /// key id of a PEM or JWK.
-pub fn load_key(path: &Path, kid: Option<&str>) -> Result<PrivateKey> {
+pub(crate) fn load_key(path: &Path, kid: Option<&str>) -> Result<PrivateKey> {
     let text = read_key_file(path)?;
     load_key_text(&text, kid, path)
 }

@@ -35,10 +35,10 @@ use crate::{Failure, Result};
 
 /// The scopes `login` asks for unless told otherwise: the user's identity, a patient picked at
 /// sign-in, read and search on that patient's data, and a refresh token.
-pub const DEFAULT_SCOPE: &str = "openid fhirUser launch/patient patient/*.rs offline_access";
+pub(crate) const DEFAULT_SCOPE: &str = "openid fhirUser launch/patient patient/*.rs offline_access";
 
 #[derive(Debug, Args)]
-pub struct LoginArgs {
+pub(crate) struct LoginArgs {
     /// The FHIR base URL of the server to sign in to.
     #[arg(long, value_name = "URL", env = "SMART_FHIR_BASE")]
     fhir_base: String,
@@ -93,7 +93,7 @@ pub struct LoginArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct LogoutArgs {
+pub(crate) struct LogoutArgs {
     /// The session file (default: the one `login` writes).
     #[arg(long, value_name = "FILE")]
     session_file: Option<PathBuf>,
@@ -102,7 +102,7 @@ pub struct LogoutArgs {
 }
 
 /// `smart-fhir login`.
-pub fn login(a: LoginArgs) -> Result<u8> {
+pub(crate) fn login(a: LoginArgs) -> Result<u8> {
     let base = a.transport.base(&a.fhir_base)?;
     let http = a.transport.client()?;
     if a.timeout == 0 {
@@ -143,7 +143,7 @@ pub fn login(a: LoginArgs) -> Result<u8> {
 }
 
 /// `smart-fhir logout`.
-pub fn logout(a: LogoutArgs) -> Result<u8> {
+pub(crate) fn logout(a: LogoutArgs) -> Result<u8> {
     let path = session_path(a.session_file.as_deref())?;
     if !path.exists() {
         eprintln!("smart-fhir: no saved session at {}", path.display());

@@ -34,7 +34,7 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the listener binds, and the redirect URI it answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedirectTarget {
+pub(crate) struct RedirectTarget {
     /// The host as written in the redirect URI (`127.0.0.1`, `[::1]` or `localhost`).
     host: String,
     ip: IpAddr,
@@ -46,7 +46,7 @@ pub struct RedirectTarget {
 impl RedirectTarget {
     /// Parses `--redirect-uri`: plain `http` to a loopback host (RFC 8252 §7.3), a path, no
     /// query, no fragment, no user info. `None`: `http://127.0.0.1:<free port>/callback`.
-    pub fn parse(text: Option<&str>) -> Result<Self> {
+    pub(crate) fn parse(text: Option<&str>) -> Result<Self> {
         let Some(text) = text else {
             return Ok(Self {
                 host: "127.0.0.1".to_owned(),
@@ -91,7 +91,7 @@ impl RedirectTarget {
 
 /// A static page the listener answers with.
 #[derive(Debug, Clone)]
-pub struct Page {
+pub(crate) struct Page {
     status: StatusCode,
     title: &'static str,
     message: String,
@@ -99,7 +99,7 @@ pub struct Page {
 
 impl Page {
     /// A page with a title and a message, both HTML-escaped when written.
-    pub fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             title,
@@ -109,7 +109,7 @@ impl Page {
 }
 
 /// What the flow makes of a request to the redirect URI.
-pub enum Answer<T> {
+pub(crate) enum Answer<T> {
     /// Show the page and keep waiting (a stray or foreign request).
     Wait(Page),
     /// Show the page and end the wait with this outcome, once the page is written.
@@ -118,7 +118,7 @@ pub enum Answer<T> {
 
 /// Why the wait ended without an outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stopped {
+pub(crate) enum Stopped {
     /// No callback ended the wait in time.
     TimedOut,
     /// The listener could not go on accepting connections.
@@ -126,7 +126,7 @@ pub enum Stopped {
 }
 
 /// A bound loopback listener.
-pub struct Listener {
+pub(crate) struct Listener {
     tcp: TcpListener,
     target: RedirectTarget,
     port: u16,
@@ -134,7 +134,7 @@ pub struct Listener {
 
 impl Listener {
     /// Binds the target's address (its port, or a free one).
-    pub async fn bind(target: &RedirectTarget) -> Result<Self> {
+    pub(crate) async fn bind(target: &RedirectTarget) -> Result<Self> {
         let addr = SocketAddr::new(target.ip, target.port);
         let cannot = |e: std::io::Error| Failure::new(format!("cannot listen on {addr}: {e}"));
         let tcp = TcpListener::bind(addr).await.map_err(cannot)?;
@@ -147,12 +147,12 @@ impl Listener {
     }
 
     /// The redirect URI this listener answers, with the port it is bound to.
-    pub fn redirect_uri(&self) -> String {
+    pub(crate) fn redirect_uri(&self) -> String {
         self.target.uri(self.port)
     }
 
     /// The listener's own page that posts an authorize form (see [`wait`](Self::wait)).
-    pub fn start_url(&self) -> String {
+    pub(crate) fn start_url(&self) -> String {
         format!("http://{}:{}/start", self.target.host, self.port)
     }
 
@@ -160,7 +160,7 @@ impl Listener {
     /// `on_callback` (called with the request's query, which holds the authorization code), or
     /// `timeout` passes. With `form_page`, `GET /start` answers with that HTML (a page that
     /// posts an authorize form, for a server that wants a POST).
-    pub async fn wait<T, H, Fut>(
+    pub(crate) async fn wait<T, H, Fut>(
         self,
         form_page: Option<String>,
         timeout: Duration,

@@ -3,6 +3,8 @@
 //!
 //! Exit codes: 0 success; 1 a failure, with a one-line reason on stderr; 2 bad usage.
 #![forbid(unsafe_code)]
+// Dependencies the program does not use (the unit-test build also sees the dev-dependencies).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 // Doc comments here are also the `--help` text, where a bare URL reads best.
 #![allow(rustdoc::bare_urls)]
 

@@ -6,7 +6,7 @@ use smart_fhir_scopes::{Scope, ScopeSet};
 use crate::{Failure, Result};
 
 #[derive(Debug, Subcommand)]
-pub enum ScopeCommand {
+pub(crate) enum ScopeCommand {
     /// Parse scopes and print them as JSON (one object per scope).
     Parse {
         /// Scopes; an argument may hold several, separated by spaces.
@@ -31,7 +31,7 @@ pub enum ScopeCommand {
     },
 }
 
-pub fn run(cmd: ScopeCommand) -> Result<u8> {
+pub(crate) fn run(cmd: ScopeCommand) -> Result<u8> {
     match cmd {
         ScopeCommand::Parse { scopes } => {
             let mut out = Vec::new();

@@ -77,7 +77,7 @@ fn backend_builder(
 }
 
 #[derive(Debug, Args)]
-pub struct DiscoverArgs {
+pub(crate) struct DiscoverArgs {
     /// The FHIR base URL, e.g. https://ehr.example/fhir
     #[arg(value_name = "FHIR_BASE")]
     fhir_base: String,
@@ -88,7 +88,7 @@ pub struct DiscoverArgs {
     transport: Transport,
 }
 
-pub fn discover(a: DiscoverArgs) -> Result<u8> {
+pub(crate) fn discover(a: DiscoverArgs) -> Result<u8> {
     let base = a.transport.base(&a.fhir_base)?;
     let http = a.transport.client()?;
     let config = rt()?
@@ -190,7 +190,7 @@ fn print_configuration(c: &SmartConfiguration) {
 }
 
 #[derive(Debug, Args)]
-pub struct TokenArgs {
+pub(crate) struct TokenArgs {
     /// The FHIR base URL (its SMART configuration names the token endpoint); not needed with
     /// --token-url.
     #[arg(
@@ -236,7 +236,7 @@ pub struct TokenArgs {
     transport: Transport,
 }
 
-pub fn token(a: TokenArgs) -> Result<u8> {
+pub(crate) fn token(a: TokenArgs) -> Result<u8> {
     let base = match (&a.fhir_base, &a.token_url) {
         (Some(base), _) => a.transport.base(base)?,
         // The token source is made for a FHIR server; with only a token endpoint, that
@@ -366,7 +366,7 @@ fn token_origin(token_url: &str) -> Result<String> {
 /// without a token (an open server). Each also reads the `SMART_*` variable the library's
 /// `smart_fhir::Config` reads; with `--session` the Backend Services options are not used.
 #[derive(Debug, Args)]
-pub struct FhirArgs {
+pub(crate) struct FhirArgs {
     /// The FHIR base URL (with --session: the session's; if given, it must be the same).
     #[arg(
         long,
@@ -416,7 +416,7 @@ pub struct FhirArgs {
 impl FhirArgs {
     /// A FHIR client for these options, with a Backend Services token source when a client id
     /// is given.
-    pub fn client(&self) -> Result<smart_fhir_http::FhirClient> {
+    pub(crate) fn client(&self) -> Result<smart_fhir_http::FhirClient> {
         if self.session || self.session_file.is_some() {
             return self.session_client();
         }

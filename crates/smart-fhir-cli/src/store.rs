@@ -12,7 +12,7 @@ use crate::{Failure, Result};
 
 /// The token store option of `token` and the FHIR commands.
 #[derive(Debug, Args)]
-pub struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// Keep the access token in a store shared by invocations and processes, which then renew it
     /// once between them: redis://[user:password@]host[:port][/db] or rediss://… (TLS, the
     /// system's roots) for Redis or Valkey (tokens are stored there in the clear), or a file path
@@ -25,7 +25,7 @@ pub struct StoreArgs {
 impl StoreArgs {
     /// The store named by `--store` (or `SMART_TOKEN_STORE`), if any. A file store is opened
     /// (created if absent) now; a Redis store connects at its first use.
-    pub fn token_store(&self) -> Result<Option<SharedTokenStore>> {
+    pub(crate) fn token_store(&self) -> Result<Option<SharedTokenStore>> {
         let Some(text) = self.store.as_deref().map(str::trim) else {
             return Ok(None);
         };

@@ -45,7 +45,7 @@ fn filter(verbose: u8, rust_log: Option<&str>) -> Result<Option<EnvFilter>> {
 
 /// Installs the stderr subscriber for `-v` given `verbose` times and `RUST_LOG`, if they ask for
 /// output.
-pub fn init(verbose: u8) -> Result<()> {
+pub(crate) fn init(verbose: u8) -> Result<()> {
     let rust_log = std::env::var("RUST_LOG").ok();
     let Some(filter) = filter(verbose, rust_log.as_deref())? else {
         return Ok(());

@@ -11,7 +11,7 @@ use crate::{Failure, Result};
 
 /// Options every server command shares.
 #[derive(Debug, Args)]
-pub struct Transport {
+pub(crate) struct Transport {
     /// Allow plain http:// to a loopback host (development only). The variable takes
     /// `loopback` (or `deny`).
     #[arg(long, env = "SMART_INSECURE_HTTP", action = ArgAction::SetTrue, value_parser = parse_insecure_http)]
@@ -71,7 +71,7 @@ impl Transport {
 }
 
 /// The runtime for the commands that talk to a server.
-pub fn rt() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn rt() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

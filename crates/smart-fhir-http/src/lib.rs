@@ -77,6 +77,8 @@
 //! [`MaxResponseBytes`]: smart_fhir_core::MaxResponseBytes
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// Dependencies the library does not use (the unit-test build also sees the dev-dependencies).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod bulk;
 pub mod client;

@@ -88,6 +88,8 @@
 //! clear, so use it only over a private network or a TLS tunnel.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// Dependencies the library does not use (the unit-test build also sees the dev-dependencies).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod conn;
 mod crypto;

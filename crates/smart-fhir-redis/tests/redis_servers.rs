@@ -4,7 +4,8 @@
 //! it and run the same contract there).
 
 #[path = "../src/test_server.rs"]
-#[allow(dead_code)]
+// Public in the crate (the `test-server` feature), not in this one.
+#[allow(dead_code, unreachable_pub)]
 mod test_server;
 
 #[path = "support/contract.rs"]

@@ -70,6 +70,8 @@
 //!   (`rt-multi-thread`).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// Dependencies the library does not use (the unit-test build also sees the dev-dependencies).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;

@@ -83,6 +83,8 @@
 //!   client assertions with `smart-fhir-jwt`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// Dependencies the library does not use (the unit-test build also sees the dev-dependencies).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 #[cfg(feature = "jwt")]
 mod assertion;

@@ -92,6 +92,8 @@
 //! key rotation.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// Dependencies the library does not use (the unit-test build also sees the dev-dependencies).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod config;
 mod error;

@@ -9,6 +9,8 @@
 //! PATIENT_VIEWER_LISTEN=127.0.0.1:8080 cargo run -p patient-viewer
 //! ```
 #![forbid(unsafe_code)]
+// Dependencies the program does not use (the unit-test build also sees the dev-dependencies).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

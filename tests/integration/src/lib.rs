@@ -170,6 +170,14 @@ pub struct JsonServer {
     hits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
+impl std::fmt::Debug for JsonServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonServer")
+            .field("hits", &self.hits())
+            .finish_non_exhaustive()
+    }
+}
+
 impl JsonServer {
     pub fn hits(&self) -> u64 {
         self.hits.load(std::sync::atomic::Ordering::SeqCst)
@@ -291,6 +299,27 @@ pub async fn ehr_launch_context(context: &Value) -> String {
 pub struct Browser {
     http: SharedHttpClient,
     jar: std::sync::Mutex<std::collections::BTreeMap<String, Vec<(String, String)>>>,
+}
+
+/// Cookie names per host only: their values are sessions and must not print.
+impl std::fmt::Debug for Browser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: std::collections::BTreeMap<String, Vec<String>> = match self.jar.lock() {
+            Ok(jar) => jar
+                .iter()
+                .map(|(host, cookies)| {
+                    (
+                        host.clone(),
+                        cookies.iter().map(|(n, _)| n.clone()).collect(),
+                    )
+                })
+                .collect(),
+            Err(_) => std::collections::BTreeMap::new(),
+        };
+        f.debug_struct("Browser")
+            .field("cookies", &names)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Browser {

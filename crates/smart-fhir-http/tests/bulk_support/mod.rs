@@ -16,12 +16,12 @@ use smart_fhir_core::{
 use smart_fhir_core::{AccessTokenProvider, ProviderError};
 use smart_fhir_http::{FhirClient, FhirClientBuilder};
 
-pub const BASE: &str = "https://ehr.example/fhir";
-pub const STATUS: &str = "https://ehr.example/fhir/bulk-status/42";
+pub(crate) const BASE: &str = "https://ehr.example/fhir";
+pub(crate) const STATUS: &str = "https://ehr.example/fhir/bulk-status/42";
 
 /// A request as the transport saw it.
 #[derive(Debug, Clone)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub method: Method,
     pub uri: String,
     pub headers: HeaderMap,
@@ -31,15 +31,15 @@ pub struct Seen {
 }
 
 impl Seen {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    pub fn path(&self) -> String {
+    pub(crate) fn path(&self) -> String {
         self.uri.parse::<http::Uri>().unwrap().path().to_owned()
     }
 
-    pub fn query(&self) -> Option<String> {
+    pub(crate) fn query(&self) -> Option<String> {
         self.uri
             .parse::<http::Uri>()
             .unwrap()
@@ -47,14 +47,14 @@ impl Seen {
             .map(str::to_owned)
     }
 
-    pub fn body_json(&self) -> Value {
+    pub(crate) fn body_json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("JSON request body")
     }
 }
 
 /// A scripted answer.
 #[derive(Debug, Clone)]
-pub enum Reply {
+pub(crate) enum Reply {
     Response {
         status: u16,
         headers: Vec<(String, String)>,
@@ -68,7 +68,7 @@ pub enum Reply {
 }
 
 impl Reply {
-    pub fn status(status: u16) -> Self {
+    pub(crate) fn status(status: u16) -> Self {
         Self::Response {
             status,
             headers: vec![],
@@ -78,13 +78,13 @@ impl Reply {
         }
     }
 
-    pub fn json(status: u16, body: Value) -> Self {
+    pub(crate) fn json(status: u16, body: Value) -> Self {
         Self::status(status)
             .header("content-type", "application/json")
             .body(body.to_string())
     }
 
-    pub fn outcome(status: u16, code: &str, diagnostics: &str) -> Self {
+    pub(crate) fn outcome(status: u16, code: &str, diagnostics: &str) -> Self {
         Self::json(
             status,
             json!({
@@ -95,35 +95,35 @@ impl Reply {
     }
 
     /// An NDJSON body, split into chunks of `chunk` bytes.
-    pub fn ndjson(text: impl AsRef<[u8]>, chunk: usize) -> Self {
+    pub(crate) fn ndjson(text: impl AsRef<[u8]>, chunk: usize) -> Self {
         Self::status(200)
             .header("content-type", "application/fhir+ndjson")
             .chunks(text.as_ref(), chunk)
     }
 
     /// A gzipped NDJSON body (`Content-Encoding: gzip`), split into chunks.
-    pub fn ndjson_gzip(text: impl AsRef<[u8]>, chunk: usize) -> Self {
+    pub(crate) fn ndjson_gzip(text: impl AsRef<[u8]>, chunk: usize) -> Self {
         Self::status(200)
             .header("content-type", "application/fhir+ndjson")
             .header("content-encoding", "gzip")
             .chunks(&gzip(text.as_ref()), chunk)
     }
 
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
         if let Self::Response { headers, .. } = &mut self {
             headers.push((name.to_owned(), value.to_owned()));
         }
         self
     }
 
-    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+    pub(crate) fn body(mut self, body: impl Into<Bytes>) -> Self {
         if let Self::Response { chunks, .. } = &mut self {
             *chunks = vec![body.into()];
         }
         self
     }
 
-    pub fn chunks(mut self, data: &[u8], size: usize) -> Self {
+    pub(crate) fn chunks(mut self, data: &[u8], size: usize) -> Self {
         if let Self::Response { chunks, .. } = &mut self {
             *chunks = data
                 .chunks(size.max(1))
@@ -133,14 +133,14 @@ impl Reply {
         self
     }
 
-    pub fn then_fail(mut self, kind: HttpErrorKind) -> Self {
+    pub(crate) fn then_fail(mut self, kind: HttpErrorKind) -> Self {
         if let Self::Response { then_fail, .. } = &mut self {
             *then_fail = Some(kind);
         }
         self
     }
 
-    pub fn require_token(mut self, token: &str) -> Self {
+    pub(crate) fn require_token(mut self, token: &str) -> Self {
         if let Self::Response { require_token, .. } = &mut self {
             *require_token = Some(token.to_owned());
         }
@@ -148,7 +148,7 @@ impl Reply {
     }
 }
 
-pub fn gzip(data: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(data).unwrap();
     e.finish().unwrap()
@@ -164,11 +164,11 @@ struct State {
 /// Answers by method and URL path (query ignored) from per-route scripts, and records every
 /// request. Each route's last reply repeats; an unrouted request gets `599`.
 #[derive(Debug, Clone, Default)]
-pub struct Fake(Arc<Mutex<State>>);
+pub(crate) struct Fake(Arc<Mutex<State>>);
 
 impl Fake {
     /// Adds `reply` to the script of `method url` (`url` absolute or a path).
-    pub fn on(&self, method: Method, url: &str, reply: Reply) -> &Self {
+    pub(crate) fn on(&self, method: Method, url: &str, reply: Reply) -> &Self {
         let path = path_of(url);
         self.0
             .lock()
@@ -180,11 +180,11 @@ impl Fake {
         self
     }
 
-    pub fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.0.lock().unwrap().seen.clone()
     }
 
-    pub fn seen_at(&self, method: Method, url: &str) -> Vec<Seen> {
+    pub(crate) fn seen_at(&self, method: Method, url: &str) -> Vec<Seen> {
         let path = path_of(url);
         self.seen()
             .into_iter()
@@ -321,7 +321,7 @@ impl HttpClient for Fake {
 /// Hands out `tok-1`; after a rejection of the current token (or [`Tokens::expire`]), the
 /// next one. Records what was handed out.
 #[derive(Debug, Clone, Default)]
-pub struct Tokens(Arc<Mutex<TokenState>>);
+pub(crate) struct Tokens(Arc<Mutex<TokenState>>);
 
 #[derive(Debug, Default)]
 struct TokenState {
@@ -331,12 +331,12 @@ struct TokenState {
 }
 
 impl Tokens {
-    pub fn rejected(&self) -> Vec<String> {
+    pub(crate) fn rejected(&self) -> Vec<String> {
         self.0.lock().unwrap().rejected.clone()
     }
 
     /// The token's lifetime ran out on the client's side: the next call gets a new one.
-    pub fn expire(&self) {
+    pub(crate) fn expire(&self) {
         self.0.lock().unwrap().current += 1;
     }
 }
@@ -358,23 +358,23 @@ impl AccessTokenProvider for Tokens {
     }
 }
 
-pub fn builder(fake: &Fake) -> FhirClientBuilder {
+pub(crate) fn builder(fake: &Fake) -> FhirClientBuilder {
     FhirClient::builder(FhirBaseUrl::parse(BASE).unwrap()).http_client(fake.clone())
 }
 
 /// A client with a [`Tokens`] source.
-pub fn client(fake: &Fake) -> (FhirClient, Tokens) {
+pub(crate) fn client(fake: &Fake) -> (FhirClient, Tokens) {
     let tokens = Tokens::default();
     let c = builder(fake).auth(tokens.clone()).build().unwrap();
     (c, tokens)
 }
 
 /// A kick-off answer naming [`STATUS`].
-pub fn accepted() -> Reply {
+pub(crate) fn accepted() -> Reply {
     Reply::status(202).header("content-location", STATUS)
 }
 
-pub fn manifest(requires_token: bool, output: Value, error: Value) -> Value {
+pub(crate) fn manifest(requires_token: bool, output: Value, error: Value) -> Value {
     json!({
         "transactionTime": "2024-05-01T10:00:00Z",
         "request": format!("{BASE}/$export?_type=Patient"),
@@ -384,7 +384,7 @@ pub fn manifest(requires_token: bool, output: Value, error: Value) -> Value {
     })
 }
 
-pub fn patients(range: std::ops::Range<u32>) -> String {
+pub(crate) fn patients(range: std::ops::Range<u32>) -> String {
     range
         .map(|i| format!("{{\"resourceType\":\"Patient\",\"id\":\"p{i}\"}}\n"))
         .collect()

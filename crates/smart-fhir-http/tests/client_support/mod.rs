@@ -12,11 +12,11 @@ use smart_fhir_core::{AccessToken, FhirBaseUrl, HttpClient, HttpError, HttpError
 use smart_fhir_core::{AccessTokenProvider, ProviderError};
 use smart_fhir_http::{FhirClient, FhirClientBuilder, RetryPolicy};
 
-pub const BASE: &str = "https://ehr.example/fhir";
+pub(crate) const BASE: &str = "https://ehr.example/fhir";
 
 /// A request as the transport saw it.
 #[derive(Debug, Clone)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub method: Method,
     pub uri: String,
     pub headers: HeaderMap,
@@ -26,22 +26,22 @@ pub struct Seen {
 }
 
 impl Seen {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    pub fn body_json(&self) -> Value {
+    pub(crate) fn body_json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("JSON request body")
     }
 
-    pub fn body_text(&self) -> String {
+    pub(crate) fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// A scripted answer.
 #[derive(Debug, Clone)]
-pub enum Reply {
+pub(crate) enum Reply {
     Response {
         status: u16,
         headers: Vec<(String, String)>,
@@ -51,7 +51,7 @@ pub enum Reply {
 }
 
 impl Reply {
-    pub fn json(status: u16, body: Value) -> Self {
+    pub(crate) fn json(status: u16, body: Value) -> Self {
         Self::Response {
             status,
             headers: vec![(
@@ -62,7 +62,7 @@ impl Reply {
         }
     }
 
-    pub fn empty(status: u16) -> Self {
+    pub(crate) fn empty(status: u16) -> Self {
         Self::Response {
             status,
             headers: vec![],
@@ -70,7 +70,7 @@ impl Reply {
         }
     }
 
-    pub fn text(status: u16, body: &str) -> Self {
+    pub(crate) fn text(status: u16, body: &str) -> Self {
         Self::Response {
             status,
             headers: vec![("content-type".to_owned(), "text/html".to_owned())],
@@ -78,7 +78,7 @@ impl Reply {
         }
     }
 
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
         if let Self::Response { headers, .. } = &mut self {
             headers.push((name.to_owned(), value.to_owned()));
         }
@@ -86,7 +86,7 @@ impl Reply {
     }
 
     /// An OperationOutcome with one issue.
-    pub fn outcome(status: u16, code: &str, diagnostics: &str) -> Self {
+    pub(crate) fn outcome(status: u16, code: &str, diagnostics: &str) -> Self {
         Self::json(
             status,
             serde_json::json!({
@@ -106,30 +106,30 @@ struct State {
 /// Answers requests from a script, in order, and records them. When the script runs out it
 /// answers `599` so that the test's assertions fail visibly.
 #[derive(Debug, Clone, Default)]
-pub struct FakeHttp(Arc<Mutex<State>>);
+pub(crate) struct FakeHttp(Arc<Mutex<State>>);
 
 impl FakeHttp {
-    pub fn new(replies: impl IntoIterator<Item = Reply>) -> Self {
+    pub(crate) fn new(replies: impl IntoIterator<Item = Reply>) -> Self {
         let f = Self::default();
         f.0.lock().unwrap().script.extend(replies);
         f
     }
 
-    pub fn push(&self, reply: Reply) {
+    pub(crate) fn push(&self, reply: Reply) {
         self.0.lock().unwrap().script.push_back(reply);
     }
 
-    pub fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.0.lock().unwrap().seen.clone()
     }
 
-    pub fn only(&self) -> Seen {
+    pub(crate) fn only(&self) -> Seen {
         let seen = self.seen();
         assert_eq!(seen.len(), 1, "expected exactly one request: {seen:#?}");
         seen.into_iter().next().unwrap()
     }
 
-    pub fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.0.lock().unwrap().script.len()
     }
 }
@@ -175,10 +175,10 @@ impl HttpClient for FakeHttp {
 
 /// Hands out `tok-1`, then `tok-2` after `tok-1` is reported rejected, and so on; counts reports.
 #[derive(Debug, Clone, Default)]
-pub struct Tokens(Arc<Mutex<(u32, Vec<String>)>>);
+pub(crate) struct Tokens(Arc<Mutex<(u32, Vec<String>)>>);
 
 impl Tokens {
-    pub fn rejected(&self) -> Vec<String> {
+    pub(crate) fn rejected(&self) -> Vec<String> {
         self.0.lock().unwrap().1.clone()
     }
 }
@@ -200,34 +200,34 @@ impl AccessTokenProvider for Tokens {
     }
 }
 
-pub fn builder(http: &FakeHttp) -> FhirClientBuilder {
+pub(crate) fn builder(http: &FakeHttp) -> FhirClientBuilder {
     FhirClient::builder(FhirBaseUrl::parse(BASE).unwrap()).http_client(http.clone())
 }
 
 /// A client with no token source.
-pub fn open_client(http: &FakeHttp) -> FhirClient {
+pub(crate) fn open_client(http: &FakeHttp) -> FhirClient {
     builder(http).build().unwrap()
 }
 
 /// A client with a [`Tokens`] source.
-pub fn client(http: &FakeHttp) -> (FhirClient, Tokens) {
+pub(crate) fn client(http: &FakeHttp) -> (FhirClient, Tokens) {
     let tokens = Tokens::default();
     let c = builder(http).auth(tokens.clone()).build().unwrap();
     (c, tokens)
 }
 
 /// A policy whose waits are short and fixed in shape, for counting retries.
-pub fn quick_retries(n: u32) -> RetryPolicy {
+pub(crate) fn quick_retries(n: u32) -> RetryPolicy {
     let mut p = RetryPolicy::default();
     p.max_retries = n;
     p
 }
 
-pub fn patient(id: &str) -> Value {
+pub(crate) fn patient(id: &str) -> Value {
     serde_json::json!({"resourceType": "Patient", "id": id, "meta": {"versionId": "1"}})
 }
 
-pub fn bundle(entries: Vec<Value>, next: Option<&str>) -> Value {
+pub(crate) fn bundle(entries: Vec<Value>, next: Option<&str>) -> Value {
     let mut links = vec![serde_json::json!({"relation": "self", "url": format!("{BASE}/Patient")})];
     if let Some(n) = next {
         links.push(serde_json::json!({"relation": "next", "url": n}));

@@ -25,22 +25,22 @@ use smart_fhir_oauth::{
 };
 use smart_fhir_store::{MemorySessionStore, SharedSessionStore};
 
-pub const NOW: u64 = 1_750_000_000;
-pub const BASE: &str = "https://ehr.example/fhir";
-pub const ISSUER: &str = "https://auth.example";
-pub const AUTHORIZE_URL: &str = "https://auth.example/authorize";
-pub const TOKEN_URL: &str = "https://auth.example/token";
-pub const REVOKE_URL: &str = "https://auth.example/revoke";
-pub const OPENID_CONFIG_URL: &str = "https://auth.example/.well-known/openid-configuration";
-pub const JWKS_URL: &str = "https://auth.example/jwks";
-pub const CLIENT_ID: &str = "app-1";
-pub const REDIRECT_URI: &str = "https://app.example/callback";
-pub const LANDING_URL: &str = "https://app.example/home";
-pub const SCOPE: &str = "launch/patient openid fhirUser offline_access patient/*.rs";
+pub(crate) const NOW: u64 = 1_750_000_000;
+pub(crate) const BASE: &str = "https://ehr.example/fhir";
+pub(crate) const ISSUER: &str = "https://auth.example";
+pub(crate) const AUTHORIZE_URL: &str = "https://auth.example/authorize";
+pub(crate) const TOKEN_URL: &str = "https://auth.example/token";
+pub(crate) const REVOKE_URL: &str = "https://auth.example/revoke";
+pub(crate) const OPENID_CONFIG_URL: &str = "https://auth.example/.well-known/openid-configuration";
+pub(crate) const JWKS_URL: &str = "https://auth.example/jwks";
+pub(crate) const CLIENT_ID: &str = "app-1";
+pub(crate) const REDIRECT_URI: &str = "https://app.example/callback";
+pub(crate) const LANDING_URL: &str = "https://app.example/home";
+pub(crate) const SCOPE: &str = "launch/patient openid fhirUser offline_access patient/*.rs";
 
 /// One request the fake received.
 #[derive(Debug, Clone)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub method: http::Method,
     pub uri: String,
     pub authorization: Option<String>,
@@ -48,14 +48,14 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    pub fn field(&self, name: &str) -> Option<&str> {
+    pub(crate) fn field(&self, name: &str) -> Option<&str> {
         self.form
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.form.iter().map(|(k, _)| k.as_str()).collect()
     }
 }
@@ -63,7 +63,7 @@ impl Recorded {
 type TokenResponder = dyn Fn(usize, &Recorded) -> (u16, Value) + Send + Sync;
 
 /// The fake server.
-pub struct Server {
+pub(crate) struct Server {
     pub smart_config: Mutex<Value>,
     token: Mutex<Arc<TokenResponder>>,
     pub requests: Mutex<Vec<Recorded>>,
@@ -78,7 +78,7 @@ impl std::fmt::Debug for Server {
     }
 }
 
-pub fn default_smart_config() -> Value {
+pub(crate) fn default_smart_config() -> Value {
     json!({
         "issuer": ISSUER,
         "jwks_uri": JWKS_URL,
@@ -100,7 +100,7 @@ pub fn default_smart_config() -> Value {
 
 /// A token response numbered `n`: access token `at-n`, refresh token `rt-n`, patient in
 /// context.
-pub fn token_body(n: usize) -> Value {
+pub(crate) fn token_body(n: usize) -> Value {
     json!({
         "access_token": format!("at-{n}"),
         "token_type": "Bearer",
@@ -112,7 +112,7 @@ pub fn token_body(n: usize) -> Value {
 }
 
 impl Server {
-    pub fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             smart_config: Mutex::new(default_smart_config()),
             token: Mutex::new(Arc::new(|n, _| (200, token_body(n)))),
@@ -124,7 +124,10 @@ impl Server {
     }
 
     /// Answers token requests (numbered from 1) with `f`.
-    pub fn on_token(&self, f: impl Fn(usize, &Recorded) -> (u16, Value) + Send + Sync + 'static) {
+    pub(crate) fn on_token(
+        &self,
+        f: impl Fn(usize, &Recorded) -> (u16, Value) + Send + Sync + 'static,
+    ) {
         *self.token.lock().unwrap() = Arc::new(f);
     }
 
@@ -134,19 +137,19 @@ impl Server {
     }
 
     /// Changes the discovery document.
-    pub fn edit_config(&self, f: impl FnOnce(&mut Value)) {
+    pub(crate) fn edit_config(&self, f: impl FnOnce(&mut Value)) {
         f(&mut self.smart_config.lock().unwrap());
     }
 
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.total.load(Ordering::SeqCst)
     }
 
-    pub fn token_requests(&self) -> Vec<Recorded> {
+    pub(crate) fn token_requests(&self) -> Vec<Recorded> {
         self.requests_to(TOKEN_URL)
     }
 
-    pub fn requests_to(&self, url: &str) -> Vec<Recorded> {
+    pub(crate) fn requests_to(&self, url: &str) -> Vec<Recorded> {
         self.requests
             .lock()
             .unwrap()
@@ -158,7 +161,7 @@ impl Server {
 }
 
 #[derive(Debug, Clone)]
-pub struct Fake(pub Arc<Server>);
+pub(crate) struct Fake(pub Arc<Server>);
 
 #[async_trait]
 impl HttpClient for Fake {
@@ -224,7 +227,7 @@ impl HttpClient for Fake {
 }
 
 /// The OpenID provider's signing key.
-pub fn id_token_key() -> &'static PrivateKey {
+pub(crate) fn id_token_key() -> &'static PrivateKey {
     static KEY: OnceLock<PrivateKey> = OnceLock::new();
     KEY.get_or_init(|| {
         PrivateKey::generate(KeySpec::Rsa2048)
@@ -235,7 +238,7 @@ pub fn id_token_key() -> &'static PrivateKey {
 }
 
 /// A P-384 client key for `private_key_jwt`.
-pub fn client_key() -> &'static PrivateKey {
+pub(crate) fn client_key() -> &'static PrivateKey {
     static KEY: OnceLock<PrivateKey> = OnceLock::new();
     KEY.get_or_init(|| {
         PrivateKey::generate(KeySpec::P384)
@@ -246,7 +249,7 @@ pub fn client_key() -> &'static PrivateKey {
 }
 
 /// An `id_token` signed by the provider with `claims`.
-pub fn id_token(claims: &Value) -> String {
+pub(crate) fn id_token(claims: &Value) -> String {
     let key = id_token_key();
     let pem = key.to_pkcs8_pem();
     let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
@@ -256,7 +259,7 @@ pub fn id_token(claims: &Value) -> String {
 }
 
 /// Everything a test needs.
-pub struct Setup {
+pub(crate) struct Setup {
     pub server: Arc<Server>,
     pub clock: FixedClock,
     pub store: SharedSessionStore,
@@ -264,7 +267,7 @@ pub struct Setup {
 }
 
 impl Setup {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let server = Server::new();
         let clock = FixedClock::at_unix(NOW);
         let store = SharedSessionStore::new(
@@ -280,7 +283,7 @@ impl Setup {
     }
 
     /// A configuration builder for a public client with the defaults above.
-    pub fn builder(&self) -> LaunchClientConfigBuilder {
+    pub(crate) fn builder(&self) -> LaunchClientConfigBuilder {
         LaunchClientConfig::builder()
             .client_id(CLIENT_ID)
             .redirect_uri(REDIRECT_URI)
@@ -294,17 +297,17 @@ impl Setup {
             .http_client(self.http.clone())
     }
 
-    pub fn app(&self) -> AppLaunch {
+    pub(crate) fn app(&self) -> AppLaunch {
         AppLaunch::new(self.builder().build().unwrap())
     }
 
-    pub fn app_with(&self, auth: ClientAuth) -> AppLaunch {
+    pub(crate) fn app_with(&self, auth: ClientAuth) -> AppLaunch {
         AppLaunch::new(self.builder().client_auth(auth).build().unwrap())
     }
 }
 
 /// The parameters of a redirect or form post.
-pub fn params(req: &AuthorizeRequest) -> HashMap<String, String> {
+pub(crate) fn params(req: &AuthorizeRequest) -> HashMap<String, String> {
     let pairs: Vec<(String, String)> = match req {
         AuthorizeRequest::Redirect(url) => url.query_pairs().into_owned().collect(),
         AuthorizeRequest::FormPost { fields, .. } => fields.clone(),
@@ -318,7 +321,7 @@ pub fn params(req: &AuthorizeRequest) -> HashMap<String, String> {
 }
 
 /// The callback query of a successful authorization.
-pub fn callback_query(req: &AuthorizeRequest, code: &str) -> String {
+pub(crate) fn callback_query(req: &AuthorizeRequest, code: &str) -> String {
     let p = params(req);
     url::form_urlencoded::Serializer::new(String::new())
         .append_pair("code", code)
@@ -327,12 +330,12 @@ pub fn callback_query(req: &AuthorizeRequest, code: &str) -> String {
 }
 
 /// `BASE64URL(SHA-256(verifier))`.
-pub fn s256(verifier: &str) -> String {
+pub(crate) fn s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 /// Every message in an error's chain.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

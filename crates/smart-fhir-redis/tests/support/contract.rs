@@ -17,7 +17,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 
 /// Where the stores under test connect.
 #[derive(Debug, Clone)]
-pub enum Target {
+pub(crate) enum Target {
     /// One server.
     Single(String),
     /// Cluster nodes.
@@ -25,7 +25,7 @@ pub enum Target {
 }
 
 /// A fresh key prefix, so that tests sharing one server never see each other's keys.
-pub fn fresh_prefix(test: &str) -> String {
+pub(crate) fn fresh_prefix(test: &str) -> String {
     let mut b = [0u8; 6];
     getrandom::fill(&mut b).expect("randomness");
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
@@ -33,7 +33,7 @@ pub fn fresh_prefix(test: &str) -> String {
 }
 
 /// A store on `target` with a fresh prefix, encrypted when `encrypted`.
-pub fn store(target: &Target, test: &str, encrypted: bool) -> RedisStore {
+pub(crate) fn store(target: &Target, test: &str, encrypted: bool) -> RedisStore {
     let builder = RedisStore::builder()
         .prefix(fresh_prefix(test))
         .command_timeout(Duration::from_secs(3));
@@ -50,7 +50,7 @@ pub fn store(target: &Target, test: &str, encrypted: bool) -> RedisStore {
 }
 
 /// The keyring the encrypted tests use.
-pub fn test_keyring() -> Keyring {
+pub(crate) fn test_keyring() -> Keyring {
     Keyring::new(EncryptionKey::new("test-2", [0x42; 32]).expect("key"))
         .with_old_key(EncryptionKey::new("test-1", [0x24; 32]).expect("key"))
         .expect("keyring")
@@ -62,7 +62,7 @@ fn token(value: &str, lifetime: Duration) -> StoredToken {
 }
 
 /// Every check below, in order.
-pub async fn all(target: &Target) {
+pub(crate) async fn all(target: &Target) {
     for encrypted in [false, true] {
         token_get_set_delete(target, encrypted).await;
         delete_if_access_token_keeps_a_newer_token(target, encrypted).await;
@@ -80,7 +80,7 @@ pub async fn all(target: &Target) {
 }
 
 /// get / set / delete; an expired token with a refresh token is still returned (SC-4.29).
-pub async fn token_get_set_delete(target: &Target, encrypted: bool) {
+pub(crate) async fn token_get_set_delete(target: &Target, encrypted: bool) {
     let s = RedisTokenStore::new(store(target, "tok", encrypted));
     assert!(s.get("k").await.unwrap().is_none());
     s.set("k", token("one", MINUTE)).await.unwrap();
@@ -115,7 +115,7 @@ pub async fn token_get_set_delete(target: &Target, encrypted: bool) {
 }
 
 /// The compare-and-delete after a 401 keeps a newer token (SC-8.26).
-pub async fn delete_if_access_token_keeps_a_newer_token(target: &Target, encrypted: bool) {
+pub(crate) async fn delete_if_access_token_keeps_a_newer_token(target: &Target, encrypted: bool) {
     let s = RedisTokenStore::new(store(target, "cad", encrypted));
     s.set("k", token("newer", MINUTE)).await.unwrap();
     assert!(!s
@@ -134,7 +134,7 @@ pub async fn delete_if_access_token_keeps_a_newer_token(target: &Target, encrypt
 }
 
 /// A lease is exclusive, per key, separate from tokens, and only its holder releases it (P12).
-pub async fn lease_is_exclusive_and_released_only_by_its_holder(target: &Target) {
+pub(crate) async fn lease_is_exclusive_and_released_only_by_its_holder(target: &Target) {
     let s = RedisTokenStore::new(store(target, "lease", false));
     let lease = s
         .try_acquire_lease("k", MINUTE)
@@ -164,7 +164,7 @@ pub async fn lease_is_exclusive_and_released_only_by_its_holder(target: &Target)
 
 /// A lease expires by itself after its ttl, and the old holder's release then does not free
 /// the new holder's lease (P12). Waits on Redis's own expiry clock.
-pub async fn lease_expires_by_itself(target: &Target) {
+pub(crate) async fn lease_expires_by_itself(target: &Target) {
     let s = RedisTokenStore::new(store(target, "expiry", false));
     let ttl = Duration::from_millis(300);
     let started = Instant::now();
@@ -191,7 +191,7 @@ pub async fn lease_expires_by_itself(target: &Target) {
 }
 
 /// 100 concurrent acquirers: exactly one lease (P12).
-pub async fn concurrent_acquirers_get_exactly_one_lease(target: &Target) {
+pub(crate) async fn concurrent_acquirers_get_exactly_one_lease(target: &Target) {
     let s = SharedTokenStore::new(RedisTokenStore::new(store(target, "lease100", false)));
     let tasks: Vec<_> = (0..100)
         .map(|_| {
@@ -207,7 +207,10 @@ pub async fn concurrent_acquirers_get_exactly_one_lease(target: &Target) {
 }
 
 /// put / get / delete / delete_session; sessions are separate (SC-4.6).
-pub async fn session_put_get_delete_and_sessions_are_separate(target: &Target, encrypted: bool) {
+pub(crate) async fn session_put_get_delete_and_sessions_are_separate(
+    target: &Target,
+    encrypted: bool,
+) {
     let s = RedisSessionStore::new(store(target, "sess", encrypted));
     s.put("s1", "state", json!({"v": 1}), MINUTE).await.unwrap();
     s.put("s1", "tokens", json!("t"), MINUTE).await.unwrap();
@@ -245,7 +248,7 @@ pub async fn session_put_get_delete_and_sessions_are_separate(target: &Target, e
 
 /// compare_and_swap: `None` expects absence; of two rotations from one value only the first
 /// lands (SC-4.32, P12).
-pub async fn compare_and_swap_rotates_once(target: &Target, encrypted: bool) {
+pub(crate) async fn compare_and_swap_rotates_once(target: &Target, encrypted: bool) {
     let s = RedisSessionStore::new(store(target, "cas", encrypted));
     let v1 = json!({"refresh_token": "r1"});
     let v2 = json!({"refresh_token": "r2"});
@@ -276,7 +279,7 @@ pub async fn compare_and_swap_rotates_once(target: &Target, encrypted: bool) {
 }
 
 /// A zero ttl in compare_and_swap deletes (Redis refuses `PX 0`).
-pub async fn compare_and_swap_with_zero_ttl_deletes(target: &Target, encrypted: bool) {
+pub(crate) async fn compare_and_swap_with_zero_ttl_deletes(target: &Target, encrypted: bool) {
     let s = RedisSessionStore::new(store(target, "cas0", encrypted));
     let v = json!("r1");
     s.put("s", "t", v.clone(), MINUTE).await.unwrap();
@@ -293,7 +296,7 @@ pub async fn compare_and_swap_with_zero_ttl_deletes(target: &Target, encrypted: 
 }
 
 /// 100 concurrent takes: exactly one gets the value (P3).
-pub async fn concurrent_takes_hand_the_value_to_exactly_one(target: &Target) {
+pub(crate) async fn concurrent_takes_hand_the_value_to_exactly_one(target: &Target) {
     let s = SharedSessionStore::new(RedisSessionStore::new(store(target, "take", true)));
     s.put("s", "state", json!({"state": "xyz"}), MINUTE)
         .await
@@ -315,7 +318,7 @@ pub async fn concurrent_takes_hand_the_value_to_exactly_one(target: &Target) {
 
 /// 100 concurrent compare-and-swaps from one value: exactly one wins (P12), and the stored
 /// value is the winner's.
-pub async fn concurrent_compare_and_swap_has_one_winner(target: &Target) {
+pub(crate) async fn concurrent_compare_and_swap_has_one_winner(target: &Target) {
     for encrypted in [false, true] {
         let s = SharedSessionStore::new(RedisSessionStore::new(store(target, "cas100", encrypted)));
         let old = json!("r0");
@@ -346,7 +349,7 @@ pub async fn concurrent_compare_and_swap_has_one_winner(target: &Target) {
 }
 
 /// Entries disappear after their ttl, by Redis's clock.
-pub async fn session_entries_expire(target: &Target) {
+pub(crate) async fn session_entries_expire(target: &Target) {
     let s = RedisSessionStore::new(store(target, "ttl", false));
     let started = Instant::now();
     s.put("s", "k", json!(1), Duration::from_millis(300))
@@ -364,7 +367,7 @@ pub async fn session_entries_expire(target: &Target) {
 
 /// With encryption, a value copied (by someone with Redis access) under another key name fails
 /// to decrypt instead of being served for the wrong session.
-pub async fn value_copied_to_another_key_does_not_decrypt(target: &Target) {
+pub(crate) async fn value_copied_to_another_key_does_not_decrypt(target: &Target) {
     let s = RedisSessionStore::new(store(target, "copy", true));
     s.put(
         "victim",
@@ -383,12 +386,12 @@ pub async fn value_copied_to_another_key_does_not_decrypt(target: &Target) {
 }
 
 /// `GET key` through a connection of its own (cluster-aware).
-pub async fn raw_get(target: &Target, key: &str) -> Option<Vec<u8>> {
+pub(crate) async fn raw_get(target: &Target, key: &str) -> Option<Vec<u8>> {
     raw_query(target, redis::cmd("GET").arg(key)).await
 }
 
 /// `SET key value` through a connection of its own (cluster-aware).
-pub async fn raw_set(target: &Target, key: &str, value: &[u8]) {
+pub(crate) async fn raw_set(target: &Target, key: &str, value: &[u8]) {
     let _: Option<String> = raw_query(target, redis::cmd("SET").arg(key).arg(value)).await;
 }
 
@@ -412,7 +415,7 @@ async fn raw_query<T: redis::FromRedisValue>(target: &Target, cmd: &redis::Cmd) 
 
 /// Every key starting with `prefix` and its value, read with `SCAN` + `GET` on every node, as
 /// someone with read access to Redis would.
-pub async fn scan_and_get(target: &Target, prefix: &str) -> Vec<(String, Vec<u8>)> {
+pub(crate) async fn scan_and_get(target: &Target, prefix: &str) -> Vec<(String, Vec<u8>)> {
     let urls = match target {
         Target::Single(url) => vec![url.clone()],
         Target::Cluster(urls) => urls.clone(),
