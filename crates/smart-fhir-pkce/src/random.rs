@@ -111,10 +111,7 @@ mod tests {
             panic!("not a Random error");
         };
         assert_eq!(inner.raw_os_error(), None);
-        assert_eq!(
-            inner.to_string(),
-            getrandom::Error::UNSUPPORTED.to_string()
-        );
+        assert_eq!(inner.to_string(), getrandom::Error::UNSUPPORTED.to_string());
         assert!(!inner.to_string().is_empty());
     }
 }
