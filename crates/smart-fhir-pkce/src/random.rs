@@ -99,4 +99,19 @@ mod tests {
         );
         assert!(std::error::Error::source(&err).is_some());
     }
+
+    /// The generator's own error shows through `RandomError`: its text, and no OS error code
+    /// where the failure was not a system call's.
+    #[test]
+    fn random_error_keeps_the_generator_error() {
+        fn failing(_: &mut [u8]) -> Result<(), getrandom::Error> {
+            Err(getrandom::Error::UNSUPPORTED)
+        }
+        let PkceError::Random(inner) = random_base64url(32, failing).unwrap_err() else {
+            panic!("not a Random error");
+        };
+        assert_eq!(inner.raw_os_error(), None);
+        assert_eq!(inner.to_string(), getrandom::Error::UNSUPPORTED.to_string());
+        assert!(!inner.to_string().is_empty());
+    }
 }
