@@ -30,7 +30,7 @@ const PENDING: &str = "<!-- pending";
 const TEST_ROOTS: [&str; 4] = ["crates", "tests", "examples", "fuzz"];
 
 /// Runs the check on the workspace; every problem is printed, then one error counts them.
-pub fn check() -> Result<()> {
+pub(crate) fn check() -> Result<()> {
     util::step("docs claims");
     let root = util::root();
     let mut problems = Vec::new();

@@ -45,6 +45,13 @@ pub struct Capture {
     sink: Sink,
 }
 
+impl std::fmt::Debug for Capture {
+    // The captured text is what the test searches for secrets: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture").finish_non_exhaustive()
+    }
+}
+
 impl Capture {
     /// Installs the capture as the global subscriber (once per process) and returns it.
     pub fn install() -> &'static Capture {
@@ -409,6 +416,17 @@ pub struct CliRun {
     pub status: std::process::ExitStatus,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl std::fmt::Debug for CliRun {
+    // The output is searched for secrets: only its size is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CliRun")
+            .field("status", &self.status)
+            .field("stdout_bytes", &self.stdout.len())
+            .field("stderr_bytes", &self.stderr.len())
+            .finish()
+    }
 }
 
 /// `smart-fhir -vvv ARGS` with `RUST_LOG=trace` (every target) and `env`.

@@ -132,7 +132,7 @@ impl Server {
     }
 
     /// Answers revocation requests with `f`'s status and body.
-    pub fn on_revoke(&self, f: impl FnOnce() -> (u16, Value)) {
+    pub(crate) fn on_revoke(&self, f: impl FnOnce() -> (u16, Value)) {
         *self.revoke.lock().unwrap() = f();
     }
 
