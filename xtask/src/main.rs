@@ -1,7 +1,7 @@
 //! Project automation: `cargo xtask <command>`.
 //!
-//! * `ci`: formatting, clippy, tests, docs, the dependency gate and the integration tests:
-//!   the one test command of the project.
+//! * `ci`: formatting, clippy, tests, docs, the dependency gate, a fuzz smoke run and the
+//!   integration tests: the one test command of the project.
 //! * `test`: the workspace's unit and doc tests only.
 //! * `integration`: installs and starts the Node harness (`tests/servers/`) and Redis (a
 //!   standalone server and a three-master cluster, `redis-server` installed with apt-get when
@@ -9,6 +9,9 @@
 //!   browser test (headless Chromium through the `patient-viewer` example, `browser.rs`).
 //! * `browser`: the browser test alone.
 //! * `demo`: a full Backend Services flow against the harness (the README's first command).
+//! * `fuzz [--seconds N] [--runs N] [TARGET...]`: builds the cargo-fuzz targets of `fuzz/`
+//!   once (installs cargo-fuzz when missing) and runs each on its seeds and corpus; prints
+//!   executions, exec/s, corpus size and crashes per target; a crash fails it (`fuzz.rs`).
 //! * `deny`: `cargo deny --offline check bans licenses sources` (installs cargo-deny when missing).
 //! * `bench jwt`: client-assertion signatures per second beside `openssl speed`.
 //! * `bench http`: authenticated reads through `FhirClient` beside a raw hyper client.
@@ -18,6 +21,7 @@
 
 mod bench;
 mod browser;
+mod fuzz;
 mod harness;
 mod redis;
 mod storm;
@@ -27,8 +31,7 @@ use std::process::ExitCode;
 
 use util::{cargo, run, Result};
 
-const USAGE: &str =
-    "usage: cargo xtask <ci|test|integration|browser|demo|deny|bench jwt|http|bulk|storm>";
+const USAGE: &str = "usage: cargo xtask <ci|test|integration|browser|demo|deny|bench jwt|http|bulk|storm>\n       cargo xtask fuzz [--seconds N] [--runs N] [TARGET...]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Some("integration") => harness::integration(),
         Some("demo") => harness::demo(),
         Some("browser") => harness::browser(),
+        Some("fuzz") => fuzz::main(&args[1..]),
         Some("deny") => deny(args.iter().any(|a| a == "--advisories")),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => {
@@ -53,6 +57,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Seconds per fuzz target in `ci`'s smoke run.
+const FUZZ_SMOKE_SECONDS: u64 = 4;
 
 fn ci() -> Result<()> {
     let started = std::time::Instant::now();
@@ -74,6 +81,14 @@ fn ci() -> Result<()> {
         .args(["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
     deny(false)?;
+    // A smoke run of every fuzz target (the long runs are `cargo xtask fuzz --runs N`).
+    fuzz::fuzz(
+        &fuzz::Limits {
+            seconds: Some(FUZZ_SMOKE_SECONDS),
+            runs: None,
+        },
+        &[],
+    )?;
     harness::integration()?;
     eprintln!("xtask ci: all steps passed in {:.0?}", started.elapsed());
     Ok(())
