@@ -1,7 +1,7 @@
 //! Project automation: `cargo xtask <command>`.
 //!
-//! * `ci`: formatting, clippy, tests, docs, the dependency gate and the integration tests:
-//!   the one test command of the project.
+//! * `ci`: formatting, clippy, tests, docs, the dependency gate, a fuzz smoke run and the
+//!   integration tests: the one test command of the project.
 //! * `test`: the workspace's unit and doc tests only.
 //! * `integration`: installs and starts the Node harness (`tests/servers/`) and Redis (a
 //!   standalone server and a three-master cluster, `redis-server` installed with apt-get when
@@ -11,6 +11,9 @@
 //! * `demo`: a full Backend Services flow against the harness (the README's first command).
 //! * `docs`: every test `docs/CONFORMANCE.md` and `docs/SECURITY.md` cite exists, none is left
 //!   pending, and every checklist id a test cites is an item of `docs/CONFORMANCE.md` (`docs.rs`).
+//! * `fuzz [--seconds N] [--runs N] [TARGET...]`: builds the cargo-fuzz targets of `fuzz/`
+//!   once (installs cargo-fuzz when missing) and runs each on its seeds and corpus; prints
+//!   executions, exec/s, corpus size and crashes per target; a crash fails it (`fuzz.rs`).
 //! * `deny`: `cargo deny --offline check bans licenses sources` (installs cargo-deny when missing).
 //! * `hack`: `cargo hack check` over each crate's feature combinations (`hack.rs`).
 //! * `public-api`: no hyper/rustls type in a public signature of a library crate, read from
@@ -26,6 +29,7 @@ mod bench;
 mod browser;
 mod docs;
 mod hack;
+mod fuzz;
 mod harness;
 mod public_api;
 mod redis;
@@ -37,7 +41,7 @@ use std::process::ExitCode;
 use util::{cargo, run, Result};
 
 const USAGE: &str =
-    "usage: cargo xtask <ci|test|integration|browser|demo|docs|deny|bench jwt|http|bulk|storm>";
+    "usage: cargo xtask <ci|test|integration|browser|demo|docs|deny|bench jwt|http|bulk|storm>\n       cargo xtask fuzz [--seconds N] [--runs N] [TARGET...]";
 const USAGE_CHECKS: &str = "       cargo xtask <hack|public-api>";
 
 fn main() -> ExitCode {
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Some("demo") => harness::demo(),
         Some("browser") => harness::browser(),
         Some("docs") => docs::check(),
+        Some("fuzz") => fuzz::main(&args[1..]),
         Some("deny") => deny(args.iter().any(|a| a == "--advisories")),
         Some("hack") => hack::run_check(),
         Some("public-api") => public_api::run_check(),
@@ -67,6 +72,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Seconds per fuzz target in `ci`'s smoke run.
+const FUZZ_SMOKE_SECONDS: u64 = 4;
 
 fn ci() -> Result<()> {
     let started = std::time::Instant::now();
@@ -91,6 +99,14 @@ fn ci() -> Result<()> {
     deny(false)?;
     hack::run_check()?;
     public_api::run_check()?;
+    // A smoke run of every fuzz target (the long runs are `cargo xtask fuzz --runs N`).
+    fuzz::fuzz(
+        &fuzz::Limits {
+            seconds: Some(FUZZ_SMOKE_SECONDS),
+            runs: None,
+        },
+        &[],
+    )?;
     harness::integration()?;
     eprintln!("xtask ci: all steps passed in {:.0?}", started.elapsed());
     Ok(())

@@ -96,6 +96,35 @@ mod well_known;
 #[cfg(test)]
 mod tests;
 
+/// Entry points for the fuzz targets in `fuzz/`: parsers of untrusted input that have no public
+/// path of their own. Not part of the API; no stability promise.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::Duration;
+
+    use crate::cache_control::{cache_directive, CacheDirective, TtlPolicy};
+
+    /// What the `Cache-Control` headers say: `None` for `no-store` / `no-cache`, `Some(max_age)`
+    /// for a usable `max-age`, `Some(None)` for nothing usable.
+    pub fn cache_control(headers: &http::HeaderMap) -> Option<Option<Duration>> {
+        match cache_directive(headers) {
+            CacheDirective::NoStore => None,
+            CacheDirective::MaxAge(age) => Some(Some(age)),
+            CacheDirective::Default => Some(None),
+        }
+    }
+
+    /// How long a cache with these bounds keeps a response with these headers.
+    pub fn cache_ttl(
+        headers: &http::HeaderMap,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Duration {
+        TtlPolicy { default, min, max }.ttl_of(headers)
+    }
+}
+
 pub use cache::{
     DiscoveryCache, DiscoveryCacheBuilder, DEFAULT_DISCOVERY_TIMEOUT, DEFAULT_MAX_ENTRIES,
     DEFAULT_TTL, MAX_TTL,

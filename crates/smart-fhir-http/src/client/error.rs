@@ -80,10 +80,12 @@ impl OperationOutcome {
             .or_else(|| issue.details.as_ref().and_then(|d| d.text.as_deref()))
             .unwrap_or("");
         let text = printable(text, 300);
+        // The code is server text too: a control character in it must not reach a terminal.
+        let code = printable(&issue.code, 64);
         if text.is_empty() {
-            issue.code.clone()
+            code
         } else {
-            format!("{} ({})", text, issue.code)
+            format!("{text} ({code})")
         }
     }
 
@@ -295,5 +297,39 @@ impl FhirError {
             }
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing (`fuzz/fuzz_targets/operation_outcome.rs`): the issue `code` reached
+    /// the summary and the error's `Display` raw, so a server could send control characters
+    /// (here DEL, and an escape sequence) to the user's terminal or a log.
+    #[test]
+    fn outcome_code_with_control_characters_is_cleaned_in_summary_and_display() {
+        let body = Bytes::from_static(
+            b"{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":\"error\",\
+              \"code\":\"n\x7ft-found\",\"diagnostics\":\"Patient/9 is not known\\nat all\"}]}",
+        );
+        let outcome = OperationOutcome::from_body(&body).unwrap();
+        let summary = outcome.summary();
+        assert!(!summary.chars().any(char::is_control), "{summary:?}");
+        assert_eq!(summary, "Patient/9 is not known at all (n t-found)");
+
+        let body = Bytes::from_static(
+            b"{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":\"error\",\
+              \"code\":\"\\u001b[2Jgone\"}]}",
+        );
+        let uri = http::Uri::from_static("https://ehr.example/fhir/Patient/9");
+        let error = FhirError::from_response(
+            RequestLine::new(&http::Method::GET, &uri),
+            StatusCode::NOT_FOUND,
+            &body,
+        );
+        let shown = error.to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.ends_with(": [2Jgone"), "{shown}");
     }
 }
