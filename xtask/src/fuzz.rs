@@ -1,4 +1,4 @@
-//! `cargo xtask fuzz [--seconds N] [--runs N] [TARGET...]`: builds the cargo-fuzz targets of
+//! `cargo xtask fuzz [--seconds N] [--runs N] [--smoke] [TARGET...]`: builds the cargo-fuzz targets of
 //! `fuzz/` once, runs each (all of them when none is named) on its seeds and working corpus,
 //! and prints what libFuzzer reports: executions, executions per second, corpus size, crashes.
 //!
@@ -6,6 +6,8 @@
 //! * The sanitizer build needs compiler features that only nightly enables; the stable
 //!   toolchain accepts them with `RUSTC_BOOTSTRAP=1` (and ships the sanitizer runtimes), so
 //!   the build runs with it, in release mode with debug assertions (overflow checks included).
+//!   `--smoke` (CI's short run) builds the dev profile without a sanitizer instead: the library
+//!   has no `unsafe`, and that build takes a fraction of the time; long runs use the default.
 //! * `fuzz/seeds/<target>/` (committed, small) is copied into `fuzz/corpus/<target>/` (the
 //!   working corpus, ignored by git) before each run; libFuzzer adds what it finds there.
 //! * A crash (panic, failed invariant, timeout, out-of-memory) fails the command; the input
@@ -31,11 +33,14 @@ const INPUT_TIMEOUT_SECS: u32 = 20;
 
 /// The limits of a run: per target, seconds and/or executions.
 #[derive(Debug, Clone, Default)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Stop each target after this long.
-    pub seconds: Option<u64>,
+    pub(crate) seconds: Option<u64>,
     /// Stop each target after this many executions.
-    pub runs: Option<u64>,
+    pub(crate) runs: Option<u64>,
+    /// A smoke build: the dev profile (debug assertions on) without a sanitizer, which compiles
+    /// in a fraction of the release + address-sanitizer build's time; for CI's short run.
+    pub(crate) smoke: bool,
 }
 
 /// What one target's run reported.
@@ -51,7 +56,7 @@ struct Outcome {
 }
 
 /// Parses `cargo xtask fuzz` arguments (after `fuzz`) and runs.
-pub fn main(args: &[String]) -> Result<()> {
+pub(crate) fn main(args: &[String]) -> Result<()> {
     let mut limits = Limits::default();
     let mut targets = Vec::new();
     let mut args = args.iter();
@@ -64,6 +69,7 @@ pub fn main(args: &[String]) -> Result<()> {
         match arg.as_str() {
             "--seconds" => limits.seconds = Some(number("--seconds")?),
             "--runs" => limits.runs = Some(number("--runs")?),
+            "--smoke" => limits.smoke = true,
             s if s.starts_with('-') => return Err(format!("fuzz: unknown option {s}")),
             s => targets.push(s.to_owned()),
         }
@@ -75,7 +81,7 @@ pub fn main(args: &[String]) -> Result<()> {
 }
 
 /// Builds once, then runs `targets` (every target when empty) with `limits`.
-pub fn fuzz(limits: &Limits, targets: &[String]) -> Result<()> {
+pub(crate) fn fuzz(limits: &Limits, targets: &[String]) -> Result<()> {
     let started = Instant::now();
     util::step("cargo fuzz");
     if !util::has_cargo_subcommand("fuzz") {
@@ -98,9 +104,12 @@ pub fn fuzz(limits: &Limits, targets: &[String]) -> Result<()> {
     };
     let build_started = Instant::now();
     // One build for every target (cargo fuzz build builds them all).
-    run(cargo()
-        .args(["fuzz", "build", "--debug-assertions"])
-        .env("RUSTC_BOOTSTRAP", "1"))?;
+    let build: &[&str] = if limits.smoke {
+        &["fuzz", "build", "--dev", "--sanitizer", "none"]
+    } else {
+        &["fuzz", "build", "--debug-assertions"]
+    };
+    run(cargo().args(build).env("RUSTC_BOOTSTRAP", "1"))?;
     eprintln!("fuzz build: {:.0?}", build_started.elapsed());
 
     let mut outcomes = Vec::new();
@@ -198,7 +207,8 @@ fn run_target(target: &str, limits: &Limits) -> Result<Outcome> {
     fs::create_dir_all(&artifacts)
         .map_err(|e| format!("cannot create {}: {e}", artifacts.display()))?;
     let before = files_in(&artifacts);
-    let binary = dir.join("target").join(TRIPLE).join("release").join(target);
+    let profile = if limits.smoke { "debug" } else { "release" };
+    let binary = dir.join("target").join(TRIPLE).join(profile).join(target);
     let mut cmd = Command::new(&binary);
     cmd.arg(&corpus)
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
