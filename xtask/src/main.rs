@@ -28,8 +28,8 @@
 mod bench;
 mod browser;
 mod docs;
-mod hack;
 mod fuzz;
+mod hack;
 mod harness;
 mod public_api;
 mod redis;

@@ -375,6 +375,22 @@ mod tests {
         assert!(!t.expires_within(at(399), Duration::ZERO));
     }
 
+    /// Nothing lost (found by fuzzing): a number in the launch context that only a float can
+    /// hold comes back from the store exactly as the server sent it, not one ULP off.
+    #[test]
+    fn launch_context_numbers_round_trip_exactly() {
+        // A float the default (not exactly rounded) parser reads back one ULP off.
+        let sent = serde_json::json!(1.0715660391465826e-75_f64);
+        let mut ctx = Map::new();
+        ctx.insert("x-extension".to_owned(), sent.clone());
+        ctx.insert("x-small".to_owned(), serde_json::json!(0.1_f64 + 0.2_f64));
+        let original = StoredToken::new(AccessToken::new(ACCESS), at(1_000), at(4_600))
+            .with_launch_context(ctx);
+        let back = StoredToken::from_json_bytes(&original.to_json_bytes().unwrap()).unwrap();
+        assert_eq!(back.launch_context, original.launch_context);
+        assert_eq!(back.launch_context["x-extension"], sent);
+    }
+
     #[test]
     fn json_round_trip_keeps_every_field() {
         let original = full_token();
