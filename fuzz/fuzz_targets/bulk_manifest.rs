@@ -8,8 +8,10 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use smart_fhir_core::{check_endpoint_url, InsecureHttp, Url};
-use smart_fhir_fuzz::{block_on, check_credentials, fhir_client, printable, response, FakeHttp};
+use smart_fhir_core::{check_endpoint_url, FhirBaseUrl, InsecureHttp, Url};
+use smart_fhir_fuzz::{
+    block_on, check_credentials, fhir_client, printable, response, FakeHttp, FHIR_BASE,
+};
 use smart_fhir_http::bulk::PollStatus;
 use smart_fhir_http::{FhirClient, Manifest};
 
@@ -39,7 +41,8 @@ fn check_manifest(manifest: &Manifest) {
         .chain(&manifest.error)
         .chain(&manifest.deleted)
     {
-        if let Ok(url) = file.checked_url(InsecureHttp::Deny) {
+        let base = FhirBaseUrl::parse(FHIR_BASE).expect("a base");
+        if let Ok(url) = file.checked_url(&base) {
             acceptable(url.as_str());
         }
         let _ = file.has_valid_type();

@@ -74,7 +74,7 @@ fn main() -> ExitCode {
 }
 
 /// Seconds per fuzz target in `ci`'s smoke run.
-const FUZZ_SMOKE_SECONDS: u64 = 4;
+const FUZZ_SMOKE_SECONDS: u64 = 3;
 
 fn ci() -> Result<()> {
     let started = std::time::Instant::now();
