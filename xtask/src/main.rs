@@ -11,7 +11,7 @@
 //! * `demo`: a full Backend Services flow against the harness (the README's first command).
 //! * `docs`: every test `docs/CONFORMANCE.md` and `docs/SECURITY.md` cite exists, none is left
 //!   pending, and every checklist id a test cites is an item of `docs/CONFORMANCE.md` (`docs.rs`).
-//! * `fuzz [--seconds N] [--runs N] [--smoke] [TARGET...]`: builds the cargo-fuzz targets of `fuzz/`
+//! * `fuzz [--seconds N] [--runs N] [--smoke] [--no-sanitizer] [TARGET...]`: builds the cargo-fuzz targets of `fuzz/`
 //!   once (installs cargo-fuzz when missing) and runs each on its seeds and corpus; prints
 //!   executions, exec/s, corpus size and crashes per target; a crash fails it (`fuzz.rs`).
 //! * `deny`: `cargo deny --offline check bans licenses sources` (installs cargo-deny when missing).
@@ -41,7 +41,7 @@ use std::process::ExitCode;
 use util::{cargo, run, Result};
 
 const USAGE: &str =
-    "usage: cargo xtask <ci|test|integration|browser|demo|docs|deny|bench jwt|http|bulk|storm>\n       cargo xtask fuzz [--seconds N] [--runs N] [--smoke] [TARGET...]";
+    "usage: cargo xtask <ci|test|integration|browser|demo|docs|deny|bench jwt|http|bulk|storm>\n       cargo xtask fuzz [--seconds N] [--runs N] [--smoke] [--no-sanitizer] [TARGET...]";
 const USAGE_CHECKS: &str = "       cargo xtask <hack|public-api>";
 
 fn main() -> ExitCode {
@@ -105,6 +105,7 @@ fn ci() -> Result<()> {
             seconds: Some(FUZZ_SMOKE_SECONDS),
             runs: None,
             smoke: true,
+            no_sanitizer: true,
         },
         &[],
     )?;

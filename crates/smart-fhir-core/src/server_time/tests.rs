@@ -402,15 +402,21 @@ impl Subscriber for Capture {
 /// the seconds, once per change, never with the path or query; a small one is not a warning.
 #[test]
 fn large_offsets_are_warned_about_with_origin_and_seconds() {
-    let capture = Capture::default();
-    tracing::subscriber::with_default(capture.clone(), || {
+    let run = || {
         let (clocks, _) = clocks_at(T);
         let token = uri("https://auth.example/oauth/token?secret=1");
         clocks.observe(&token, &date(T + 30));
         clocks.observe(&token, &date(T + 300));
         clocks.observe(&token, &date(T + 300));
         clocks.observe(&token, &date(T + 7200));
-    });
+    };
+    // With one registered subscriber, tracing asks only the registering thread's subscriber
+    // whether a callsite is wanted, so a callsite first reached by another test's thread while
+    // ours is installed would be cached as unwanted. A second registered subscriber makes every
+    // registration ask all of them (ours included); installing ours asks every callsite again.
+    let _second = tracing::Dispatch::new(Capture::default());
+    let capture = Capture::default();
+    tracing::subscriber::with_default(capture.clone(), run);
     let lines = capture.0.lock().unwrap().clone();
     let warnings: Vec<&String> = lines.iter().filter(|l| l.starts_with("WARN")).collect();
     assert_eq!(warnings.len(), 2, "{lines:#?}");
