@@ -236,13 +236,47 @@ fn refusal(error: &LaunchError, sent: &RefreshToken) -> RelaunchReason {
         }) => (code.clone(), description.clone()),
         _ => (OAuthErrorCode::InvalidGrant, None),
     };
-    let secret = sent.secret();
-    let description = description.map(|d| {
-        if secret.is_empty() {
-            d
-        } else {
-            d.replace(secret, "[redacted]")
-        }
-    });
+    let description = description.map(|d| redact(d, sent.secret()));
     RelaunchReason::RefreshRefused { code, description }
+}
+
+/// `description` without any copy of `secret`, whole or cut short at the end (the description
+/// was bounded before it reached here, so a copy near its end may have lost its tail).
+fn redact(description: String, secret: &str) -> String {
+    /// A shorter tail is as likely to be a word of the text as a piece of the token.
+    const MIN_CUT_PREFIX: usize = 8;
+    if secret.is_empty() {
+        return description;
+    }
+    let mut d = description.replace(secret, "[redacted]");
+    let cut = (MIN_CUT_PREFIX..secret.len())
+        .rev()
+        .filter(|&k| secret.is_char_boundary(k))
+        .find(|&k| d.ends_with(&secret[..k]));
+    if let Some(k) = cut {
+        d.truncate(d.len() - k);
+        d.push_str("[redacted]");
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    const SECRET: &str = "rt-0123456789abcdefghijklmnopqrstuvwxyz";
+
+    /// P5: the refresh token the server echoes in its refusal is never shown, whole or cut short
+    /// by the description's bound.
+    #[test]
+    fn p5_refusal_description_never_shows_the_refresh_token() {
+        let whole = redact(format!("token {SECRET} was revoked"), SECRET);
+        assert_eq!(whole, "token [redacted] was revoked");
+        let tail = redact(format!("refused: {}", &SECRET[..20]), SECRET);
+        assert_eq!(tail, "refused: [redacted]");
+        assert!(!tail.contains(&SECRET[..8]));
+        let short = redact("refused: rt-0".to_owned(), SECRET);
+        assert_eq!(short, "refused: rt-0", "a short tail is kept");
+        assert_eq!(redact("plain".to_owned(), ""), "plain");
+    }
 }
