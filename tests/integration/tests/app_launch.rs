@@ -671,6 +671,13 @@ async fn cli_login(args: &[&str], env: &[(&str, &str)]) -> String {
     }
     let mut child = cmd.spawn().expect("run smart-fhir login");
     let stdout = child.stdout.take().expect("stdout");
+    // stderr is read as it comes, so that a full pipe never blocks the CLI.
+    let mut stderr = child.stderr.take().expect("stderr");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
     let (url_tx, url_rx) = tokio::sync::oneshot::channel::<String>();
     let reader = std::thread::spawn(move || {
         let mut url_tx = Some(url_tx);
@@ -710,7 +717,8 @@ async fn cli_login(args: &[&str], env: &[(&str, &str)]) -> String {
         .expect("wait task")
         .expect("login exits");
     let out = reader.join().expect("reader");
-    assert!(status.success(), "login failed: {out}");
+    let errors = errors.join().expect("stderr reader");
+    assert!(status.success(), "login failed: {out}\n{errors}");
     out
 }
 
