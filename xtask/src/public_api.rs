@@ -42,7 +42,7 @@ const FORBIDDEN: &[&str] = &[
 ///
 /// `smart-fhir-testkit` is test tooling (`publish = false`) built on hyper's server side; a test
 /// that scripts a fault may hand it hyper types. Every published crate, `smart-fhir-http`
-/// included, names none: its builder takes root certificates as PEM and a [`Roots`] choice
+/// included, names none: its builder takes root certificates as PEM and a `Roots` choice
 /// rather than a rustls `ClientConfig`.
 const ALLOWED: &[(&str, &str, &str)] = &[
     (
