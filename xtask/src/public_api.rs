@@ -124,15 +124,20 @@ fn allowed_reason(lib: &str, foreign: &str) -> Option<&'static str> {
         .map(|(_, _, reason)| *reason)
 }
 
-/// `(package, lib target name)` of every workspace member under `crates/` with a library.
-fn library_crates() -> Result<Vec<(String, String)>> {
-    let meta: Value = serde_json::from_str(&output(cargo().args([
+/// `cargo metadata --no-deps` of the workspace.
+fn metadata() -> Result<Value> {
+    serde_json::from_str(&output(cargo().args([
         "metadata",
         "--no-deps",
         "--format-version",
         "1",
     ]))?)
-    .map_err(|e| format!("cargo metadata: {e}"))?;
+    .map_err(|e| format!("cargo metadata: {e}"))
+}
+
+/// `(package, lib target name)` of every workspace member under `crates/` with a library.
+fn library_crates() -> Result<Vec<(String, String)>> {
+    let meta = metadata()?;
     let crates_dir = root().join("crates");
     let mut out = Vec::new();
     for package in meta["packages"].as_array().into_iter().flatten() {
@@ -159,13 +164,7 @@ fn library_crates() -> Result<Vec<(String, String)>> {
 }
 
 fn target_dir() -> Result<std::path::PathBuf> {
-    let meta: Value = serde_json::from_str(&output(cargo().args([
-        "metadata",
-        "--no-deps",
-        "--format-version",
-        "1",
-    ]))?)
-    .map_err(|e| format!("cargo metadata: {e}"))?;
+    let meta = metadata()?;
     meta["target_directory"]
         .as_str()
         .map(Into::into)
